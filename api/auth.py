@@ -1,0 +1,54 @@
+"""Bearer JWT: the user is the `sub` claim (a UUID). One algorithm, from settings."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated
+
+import jwt
+from fastapi import Depends
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from api.errors import ApiError
+from eventpipe.settings import Settings, get_settings
+from streams.vocabulary import ErrorCode
+
+__all__ = ["CurrentUser", "current_user", "issue_token"]
+
+_bearer = HTTPBearer(auto_error=False, description="JWT whose `sub` is the user's UUID")
+
+
+def _verifying_key(settings: Settings) -> str:
+    return settings.jwt_public_key if settings.jwt_algorithm == "RS256" else settings.jwt_secret
+
+
+def issue_token(settings: Settings, user_id: str, ttl_seconds: int | None = None) -> str:
+    """A development token signed with the configured HS256 secret."""
+    now = int(time.time())
+    claims = {"sub": str(uuid.UUID(user_id)), "iat": now,
+              "exp": now + (ttl_seconds or settings.jwt_token_ttl_seconds)}
+    return jwt.encode(claims, settings.jwt_secret, algorithm="HS256")
+
+
+def current_user(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    settings: Annotated[Settings, Depends(get_settings)],
+) -> str:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise ApiError(ErrorCode.AUTH_001)
+    try:
+        # One explicit algorithm (never "none", never HS and RS mixed), exp required.
+        claims = jwt.decode(
+            credentials.credentials,
+            _verifying_key(settings),
+            algorithms=[settings.jwt_algorithm],
+            options={"require": ["exp", "sub"]},
+        )
+        return str(uuid.UUID(str(claims["sub"])))
+    except (jwt.PyJWTError, ValueError) as exc:
+        reason = f"유효하지 않은 토큰입니다: {type(exc).__name__}"
+        raise ApiError(ErrorCode.AUTH_001, reason) from exc
+
+
+CurrentUser = Annotated[str, Depends(current_user)]

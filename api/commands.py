@@ -1,0 +1,141 @@
+"""Commands: produce with acks=all, then wait a short while for the pipeline's outcome.
+
+Read-your-writes the Confluent way, without its leaks: a future per commandId is registered
+before producing and always removed when the request leaves, whatever happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from sinks.redis import OUTCOME_CHANNEL, outcome_key
+from streams.codec import AvroCodec
+from streams.topics import TopicSpec
+
+__all__ = ["CommandBus", "Outcome", "OutcomeWaiter"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    command_id: str
+    event_id: str
+    user_id: str
+    command_type: str
+    status: str  # ACCEPTED | REJECTED
+    code: str | None
+    message: str | None
+    details: list[Any]
+    event_version: int
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == "ACCEPTED"
+
+
+class OutcomeWaiter:
+    """Listens to the projector's announcements and wakes the requests waiting for them."""
+
+    def __init__(self, redis: Redis, pool: AsyncConnectionPool) -> None:
+        self._redis = redis
+        self._pool = pool
+        self._waiting: dict[str, asyncio.Future[None]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._listen(), name="outcome-listener")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
+                    await pubsub.subscribe(OUTCOME_CHANNEL)
+                    async for message in pubsub.listen():
+                        future = self._waiting.get(message["data"])
+                        if future is not None and not future.done():
+                            future.set_result(None)
+            except (RedisError, OSError) as exc:
+                # Waiters fall back to reading the outcome key when their time is up.
+                log.warning("outcome listener lost Redis (%s); reconnecting", exc)
+                await asyncio.sleep(0.5)
+
+    @contextlib.contextmanager
+    def expecting(self, command_id: str) -> Any:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting[command_id] = future
+        try:
+            yield future
+        finally:
+            self._waiting.pop(command_id, None)
+
+    async def read(self, command_id: str) -> Outcome | None:
+        """The recorded outcome: Redis first, PostgreSQL when Redis misses or is down."""
+        try:
+            h = await self._redis.hgetall(outcome_key(command_id))
+        except (RedisError, OSError):
+            h = {}
+        if h:
+            return Outcome(command_id, h["eventId"], h["userId"], h["commandType"], h["status"],
+                           h["code"] or None, h["message"] or None, json.loads(h["details"]),
+                           int(h["eventVersion"]))
+        async with self._pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute("SELECT * FROM command_outcomes WHERE command_id = %s",
+                              (command_id,))
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return Outcome(command_id, str(row["event_id"]), str(row["user_id"]),
+                       row["command_type"], row["status"], row["code"], row["message"],
+                       row["details"], row["event_version"])
+
+
+class CommandBus:
+    def __init__(self, producer: AIOKafkaProducer, codecs: dict[str, AvroCodec],
+                 waiter: OutcomeWaiter) -> None:
+        self.producer = producer
+        self.codecs = codecs
+        self.waiter = waiter
+
+    async def submit(self, spec: TopicSpec, event_id: str, user_id: str, command_type: str,
+                     payload: dict[str, Any], wait_seconds: float) -> tuple[str, Outcome | None]:
+        """Produce one command; returns its id and its outcome if it came within the wait."""
+        command_id = str(uuid.uuid4())
+        envelope = {
+            "commandId": command_id,
+            "eventId": event_id,
+            "userId": user_id,
+            "occurredAt": time.time_ns() // 1_000_000,
+            "payload": (f"{_namespace(spec)}.{command_type}", payload),
+        }
+        value = self.codecs[spec.name].encode(envelope)
+        with self.waiter.expecting(command_id) as announced:
+            await self.producer.send_and_wait(spec.name, value=value, key=event_id.encode())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(announced, wait_seconds)
+        return command_id, await self.waiter.read(command_id)
+
+
+def _namespace(spec: TopicSpec) -> str:
+    from streams.registry import local_schema
+
+    return local_schema(spec)["name"].rsplit(".", 1)[0]

@@ -1,0 +1,39 @@
+"""The FastAPI application: routers, error handlers, and the clients' lifespan."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.routers import events, health
+from api.services import Services
+from eventpipe.settings import Settings, get_settings
+
+__all__ = ["create_app"]
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.services = await Services.open(settings)
+        try:
+            yield
+        finally:
+            await app.state.services.close()
+
+    app = FastAPI(
+        title="eventpipe Event Service",
+        version="0.1.0",
+        description="Marketing events for small shop owners: commands go through Kafka, "
+        "reads come from the PostgreSQL and Redis projections.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.include_router(events.router)
+    app.include_router(health.router)
+    return app

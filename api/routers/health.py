@@ -1,0 +1,62 @@
+"""Liveness, readiness of each dependency, and Prometheus metrics."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.services import Services, ServicesDep
+
+router = APIRouter(tags=["health"])
+_CHECK_TIMEOUT = 2.0
+
+
+async def _kafka(s: Services) -> None:
+    await s.producer.client.fetch_all_metadata()
+
+
+async def _registry(s: Services) -> None:
+    async with httpx.AsyncClient(timeout=_CHECK_TIMEOUT) as client:
+        (await client.get(f"{s.settings.schema_registry_url}/subjects")).raise_for_status()
+
+
+async def _postgres(s: Services) -> None:
+    async with s.pool.connection(timeout=_CHECK_TIMEOUT) as conn:
+        await conn.execute("SELECT 1")
+
+
+async def _redis(s: Services) -> None:
+    await s.redis.ping()
+
+
+_CHECKS = {"kafka": _kafka, "schemaRegistry": _registry, "postgres": _postgres, "redis": _redis}
+
+
+@router.get("/health/live")
+async def live() -> dict[str, str]:
+    return {"status": "UP"}
+
+
+@router.get("/health/ready")
+async def ready(services: ServicesDep) -> JSONResponse:
+    async def check(name: str) -> tuple[str, dict[str, Any]]:
+        try:
+            await asyncio.wait_for(_CHECKS[name](services), _CHECK_TIMEOUT)
+            return name, {"status": "UP"}
+        except Exception as exc:  # any failure means "not ready", and says why
+            return name, {"status": "DOWN", "error": f"{type(exc).__name__}: {exc}"[:300]}
+
+    results = dict(await asyncio.gather(*(check(n) for n in _CHECKS)))
+    up = all(r["status"] == "UP" for r in results.values())
+    return JSONResponse({"status": "UP" if up else "DOWN", "checks": results},
+                        status_code=200 if up else 503)
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

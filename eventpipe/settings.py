@@ -1,0 +1,60 @@
+"""All configuration in one place, read from the environment (and `.env`).
+
+The API, the stream worker, the projector and the CLI all build from `get_settings()`;
+tests override values through environment variables before the first call.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "get_settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # Connections (defaults match the native stack in stack/stack.sh).
+    kafka_bootstrap_servers: str = "127.0.0.1:19092"
+    schema_registry_url: str = "http://127.0.0.1:18081/apis/ccompat/v7"
+    database_url: str = "postgresql://eventpipe:eventpipe@127.0.0.1:15432/eventpipe"
+    redis_url: str = "redis://127.0.0.1:16379/0"
+
+    # Stream worker.
+    app_id: str = "eventpipe"
+    topic_partitions: int = 3
+    table_store: str = "memory://"  # or rocksdb:// for large state
+    table_standby_replicas: int = 0
+    worker_web_port: int = 6066
+    data_dir: str = ".stack/worker"  # Faust table stores (RocksDB) and its own files
+    schema_compatibility: Literal["BACKWARD", "BACKWARD_TRANSITIVE"] = "BACKWARD"
+
+    # Projector (changelog -> PostgreSQL + Redis).
+    worker_embed_projector: bool = True  # run the projector inside the stream worker
+    sink_batch_size: int = 2000
+    sink_batch_seconds: float = 0.05
+
+    # Redis key TTLs (SPEC 5).
+    ttl_draft_seconds: int = 1800
+    ttl_session_seconds: int = 3600
+    ttl_job_seconds: int = 3600
+    ttl_recommendation_seconds: int = 86400
+    ttl_outcome_seconds: int = 3600
+
+    # API.
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    command_wait_seconds: float = Field(2.0, description="read-your-writes wait before a 202")
+    jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
+    jwt_secret: str = "dev-secret-change-me-0123456789abcdef"  # HS256 signing/verifying key
+    jwt_public_key: str = ""  # PEM, for RS256
+    jwt_token_ttl_seconds: int = 3600
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

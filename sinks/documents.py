@@ -1,0 +1,57 @@
+"""The event as the API shows it (SPEC 6), computed once from a table state by the projector.
+
+The same shape is rebuilt from PostgreSQL rows by `api.queries` when Redis misses.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from streams.vocabulary import OBJECTIVE_LABELS, Objective
+
+__all__ = ["event_document", "iso_ms", "objective_label"]
+
+
+def iso_ms(epoch_ms: int | None) -> str | None:
+    if epoch_ms is None:
+        return None
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+
+def objective_label(code: str) -> str:
+    return OBJECTIVE_LABELS[Objective(code)]
+
+
+def event_document(state: dict[str, Any]) -> dict[str, Any]:
+    selected_rec = state.get("selectedRecommendationId")
+    selected_img = state.get("selectedImageId")
+    return {
+        "eventId": state["eventId"],
+        "userId": state["userId"],
+        "storeId": state["storeId"],
+        "status": state["status"],
+        "objective": objective_label(state["objective"]),
+        "storeName": state["storeName"],
+        "industry": state["industry"],
+        "address": state["address"],
+        "eventName": state.get("eventName"),
+        "description": state.get("description"),
+        "startDate": state.get("startDate"),
+        "endDate": state.get("endDate"),
+        "channels": list(state.get("channels") or []),
+        "recommendations": [
+            {**r, "isSelected": r["recommendationId"] == selected_rec}
+            for r in state.get("recommendations") or []
+        ],
+        "images": [
+            {**i, "isSelected": i["imageId"] == selected_img} for i in state.get("images") or []
+        ],
+        "selectedRecommendationId": selected_rec,
+        "selectedImageId": selected_img,
+        "selectedImageUrl": state.get("selectedImageUrl"),
+        "jobs": list((state.get("jobs") or {}).values()),
+        "distributionResults": list(state.get("distributionResults") or []),
+        "createdAt": iso_ms(state["createdAt"]),
+        "updatedAt": iso_ms(state["updatedAt"]),
+    }

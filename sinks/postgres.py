@@ -1,0 +1,86 @@
+"""PostgreSQL projection: one transaction per batch, upserts guarded by the state version."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from psycopg_pool import AsyncConnectionPool
+
+__all__ = ["PostgresSink"]
+
+_EVENT_COLUMNS = (
+    "event_id", "user_id", "store_id", "event_name", "description", "objective",
+    "start_date", "end_date", "status", "selected_image_id", "selected_image_url", "channels",
+    "created_at", "updated_at", "store_name", "industry", "address",
+    "selected_recommendation_id", "distribution_results", "published_at", "ended_at", "version",
+)
+_UPSERT_EVENT = (
+    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
+    f"VALUES ({', '.join(['%s'] * len(_EVENT_COLUMNS))}) "
+    "ON CONFLICT (event_id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in _EVENT_COLUMNS[1:])
+    # Never go backwards: a replayed or late older state leaves the newer row alone.
+    + " WHERE events.version < EXCLUDED.version"
+)
+_DELETE_EVENTS = "DELETE FROM events WHERE event_id = ANY(%s::uuid[])"
+_INSERT_OUTCOME = (
+    "INSERT INTO command_outcomes (command_id, event_id, user_id, command_type, status, code,"
+    " message, details, event_version, decided_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (command_id) DO NOTHING"
+)
+
+
+def _ts(epoch_ms: int | None) -> datetime | None:
+    # TIMESTAMP columns hold UTC without a zone, as the ERD declares them.
+    if epoch_ms is None:
+        return None
+    return datetime.fromtimestamp(epoch_ms / 1000, UTC).replace(tzinfo=None)
+
+
+def _event_row(s: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        s["eventId"], s["userId"], s["storeId"], s.get("eventName"), s.get("description"),
+        s["objective"], s.get("startDate"), s.get("endDate"), s["status"],
+        s.get("selectedImageId"), s.get("selectedImageUrl"),
+        json.dumps(s.get("channels") or []), _ts(s["createdAt"]), _ts(s["updatedAt"]),
+        s["storeName"], s["industry"], s["address"], s.get("selectedRecommendationId"),
+        json.dumps(s.get("distributionResults") or [], ensure_ascii=False),
+        _ts(s.get("publishedAt")), _ts(s.get("endedAt")), s["version"],
+    )
+
+
+def _outcome_row(o: dict[str, Any]) -> tuple[Any, ...]:
+    return (
+        o["commandId"], o["eventId"], o["userId"], o["commandType"], o["status"], o["code"],
+        o["message"], json.dumps(o["details"], ensure_ascii=False), o["eventVersion"],
+        _ts(o["decidedAt"]),
+    )
+
+
+class PostgresSink:
+    def __init__(self, database_url: str, pool_size: int = 4) -> None:
+        self.pool = AsyncConnectionPool(database_url, min_size=1, max_size=pool_size, open=False)
+
+    async def start(self) -> None:
+        await self.pool.open(wait=False)
+
+    async def stop(self) -> None:
+        await self.pool.close()
+
+    async def write(
+        self,
+        upserts: Sequence[dict[str, Any]],
+        deletes: Sequence[str],
+        outcomes: Sequence[dict[str, Any]],
+    ) -> None:
+        """Everything of one batch in one transaction: all of it is durable, or none."""
+        async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            if upserts:
+                await cur.executemany(_UPSERT_EVENT, [_event_row(s) for s in upserts])
+            if deletes:
+                await cur.execute(_DELETE_EVENTS, (list(deletes),))
+            if outcomes:
+                await cur.executemany(_INSERT_OUTCOME, [_outcome_row(o) for o in outcomes])

@@ -1,0 +1,85 @@
+"""The Faust application: topics, the changelog-backed `events` table, and the codecs.
+
+`build_pipeline()` registers the schemas (so the codecs know their ids) and wires the agents.
+Path of a command: topic -> agent (decode, `lifecycle.apply`) -> `events` table (changelog)
+-> projector (sinks/) -> PostgreSQL + Redis; facts and outcomes go out on their own topics.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from eventpipe.settings import Settings
+from streams.admin import EVENTS_TABLE
+from streams.codec import AvroCodec
+from streams.registry import register_all, registry_client
+from streams.topics import DLQ, EVENT_TOPIC, OUTCOME, PURPOSE, TopicSpec
+
+__all__ = ["Pipeline", "build_pipeline"]
+
+
+@dataclass
+class Pipeline:
+    app: faust.App
+    events: faust.Table
+    topics: dict[str, faust.TopicT]
+    codecs: dict[str, AvroCodec]
+
+    def topic(self, spec: TopicSpec) -> faust.TopicT:
+        return self.topics[spec.name]
+
+    def codec(self, spec: TopicSpec) -> AvroCodec:
+        return self.codecs[spec.name]
+
+
+def build_pipeline(settings: Settings) -> Pipeline:
+    ids = register_all(settings.schema_registry_url, settings.schema_compatibility)
+    client = registry_client(settings.schema_registry_url)
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{settings.kafka_bootstrap_servers}",
+        store=settings.table_store,
+        datadir=settings.data_dir,
+        topic_partitions=settings.topic_partitions,
+        topic_replication_factor=1,
+        table_standby_replicas=settings.table_standby_replicas,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        processing_guarantee="at_least_once",
+        web_enabled=True,
+        web_host="127.0.0.1",
+        web_port=settings.worker_web_port,
+        key_serializer="raw",
+        value_serializer="raw",
+    )
+    topics = {
+        spec.name: app.topic(
+            spec.name,
+            key_type=bytes,
+            value_type=bytes,
+            key_serializer="raw",
+            value_serializer="raw",
+            partitions=settings.topic_partitions,
+        )
+        for spec in (PURPOSE, EVENT_TOPIC, OUTCOME, DLQ)
+    }
+    # Keys are eventIds (co-partitioned with the command topics); keys and values are
+    # JSON in the changelog (Faust's default for tables), values the event states.
+    events = app.Table(
+        EVENTS_TABLE,
+        key_type=str,
+        partitions=settings.topic_partitions,
+    )
+    codecs = {
+        name: AvroCodec(spec, client, ids[spec.subject])
+        for spec in (PURPOSE, EVENT_TOPIC, OUTCOME, DLQ)
+        for name in (spec.name,)
+    }
+    pipeline = Pipeline(app, events, topics, codecs)
+
+    from streams.agents import install_agents  # agents need the pipeline they run in
+
+    install_agents(pipeline)
+    return pipeline

@@ -1,0 +1,80 @@
+"""Schemas in the registry: register, check, and look up by id (cached).
+
+Talks to any Confluent-compatible registry (Apicurio's `/apis/ccompat/v7` here) through
+confluent-kafka's client, so we hand-write no HTTP.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache, lru_cache
+from typing import Any
+
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+from fastavro.schema import load_schema
+
+from streams.topics import ALL_TOPICS, TopicSpec
+
+__all__ = [
+    "CompatibilityReport",
+    "check_all",
+    "local_schema",
+    "local_schema_str",
+    "register_all",
+    "registry_client",
+]
+
+
+@cache
+def local_schema(spec: TopicSpec) -> dict[str, Any]:
+    """The topic's schema from `schemas/`, with its shared named types inlined."""
+    return load_schema(str(spec.schema_path), _write_hint=False)
+
+
+def local_schema_str(spec: TopicSpec) -> str:
+    return json.dumps(local_schema(spec), ensure_ascii=False, separators=(",", ":"))
+
+
+@lru_cache(maxsize=8)
+def registry_client(url: str) -> SchemaRegistryClient:
+    return SchemaRegistryClient({"url": url})
+
+
+def register_all(url: str, compatibility: str = "BACKWARD") -> dict[str, int]:
+    """Set each subject's compatibility, then register the local schema; returns ids."""
+    client = registry_client(url)
+    ids: dict[str, int] = {}
+    for spec in ALL_TOPICS:
+        client.set_compatibility(subject_name=spec.subject, level=compatibility)
+        ids[spec.subject] = client.register_schema(
+            spec.subject, Schema(local_schema_str(spec), "AVRO")
+        )
+    return ids
+
+
+@dataclass(frozen=True)
+class CompatibilityReport:
+    subject: str
+    registered: bool  # is there a version already?
+    compatible: bool
+    messages: tuple[str, ...] = ()
+
+
+def check_all(url: str) -> list[CompatibilityReport]:
+    """Would registering the local files succeed? Registers nothing."""
+    client = registry_client(url)
+    reports: list[CompatibilityReport] = []
+    for spec in ALL_TOPICS:
+        schema = Schema(local_schema_str(spec), "AVRO")
+        try:
+            client.get_latest_version(spec.subject)
+        except SchemaRegistryError as exc:
+            if exc.http_status_code == 404:
+                reports.append(CompatibilityReport(spec.subject, False, True))
+                continue
+            raise
+        ok = client.test_compatibility(spec.subject, schema)
+        reports.append(CompatibilityReport(spec.subject, True, bool(ok)))
+    return reports

@@ -1,0 +1,100 @@
+"""The words of the domain, shared by the pipeline and the API: objectives, channels, errors."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+__all__ = [
+    "CHANNEL_LABELS",
+    "OBJECTIVE_LABELS",
+    "Channel",
+    "ErrorCode",
+    "EventStatus",
+    "Objective",
+    "error_message",
+    "parse_objective",
+]
+
+
+class Objective(StrEnum):
+    NEW_CUSTOMERS = "NEW_CUSTOMERS"
+    REVISIT = "REVISIT"
+    SALES_GROWTH = "SALES_GROWTH"
+    AWARENESS = "AWARENESS"
+
+
+OBJECTIVE_LABELS: dict[Objective, str] = {
+    Objective.NEW_CUSTOMERS: "신규 고객 유치",
+    Objective.REVISIT: "재방문 유도",
+    Objective.SALES_GROWTH: "매출 증대",
+    Objective.AWARENESS: "인지도 향상",
+}
+_OBJECTIVE_BY_LABEL = {label: code for code, label in OBJECTIVE_LABELS.items()}
+
+
+def parse_objective(value: str) -> Objective | None:
+    """The Korean label of seed 001 or the code; None when it is neither."""
+    text = value.strip()
+    if text in _OBJECTIVE_BY_LABEL:
+        return _OBJECTIVE_BY_LABEL[text]
+    try:
+        return Objective(text.upper())
+    except ValueError:
+        return None
+
+
+class Channel(StrEnum):
+    URIDONGNE_TV = "URIDONGNE_TV"
+    RINGO_BIZ = "RINGO_BIZ"
+    GENIE_TV = "GENIE_TV"
+    INSTAGRAM = "INSTAGRAM"
+    NAVER_BLOG = "NAVER_BLOG"
+    KAKAO_CHANNEL = "KAKAO_CHANNEL"
+
+
+CHANNEL_LABELS: dict[Channel, str] = {
+    Channel.URIDONGNE_TV: "우리동네TV",
+    Channel.RINGO_BIZ: "링고비즈",
+    Channel.GENIE_TV: "지니TV",
+    Channel.INSTAGRAM: "Instagram",
+    Channel.NAVER_BLOG: "Naver Blog",
+    Channel.KAKAO_CHANNEL: "Kakao Channel",
+}
+
+
+class EventStatus(StrEnum):
+    DRAFT = "DRAFT"
+    PUBLISHED = "PUBLISHED"
+    ENDED = "ENDED"
+    # Kept only in the changelog table, so a replayed command of a thrown-away draft is
+    # recognised; the projections delete the event instead (SPEC 4: "discard").
+    DISCARDED = "DISCARDED"
+
+
+class ErrorCode(StrEnum):
+    EVENT_001 = "EVENT_001"  # invalid objective
+    EVENT_002 = "EVENT_002"  # store info missing
+    EVENT_003 = "EVENT_003"  # wrong state for the command
+    EVENT_004 = "EVENT_004"  # not ready to publish
+    EVENT_005 = "EVENT_005"  # unknown event, or another user's
+    EVENT_006 = "EVENT_006"  # start_date after end_date
+    JOB_001 = "JOB_001"
+    AUTH_001 = "AUTH_001"
+    VALIDATION_ERROR = "VALIDATION_ERROR"
+
+
+_MESSAGES: dict[ErrorCode, str] = {
+    ErrorCode.EVENT_001: "유효하지 않은 목적입니다",
+    ErrorCode.EVENT_002: "매장 정보가 누락되었습니다",
+    ErrorCode.EVENT_003: "현재 상태에서는 할 수 없는 요청입니다",
+    ErrorCode.EVENT_004: "배포 준비가 되지 않았습니다",
+    ErrorCode.EVENT_005: "이벤트를 찾을 수 없습니다",
+    ErrorCode.EVENT_006: "시작일은 종료일보다 늦을 수 없습니다",
+    ErrorCode.JOB_001: "Job을 찾을 수 없습니다",
+    ErrorCode.AUTH_001: "인증이 필요합니다",
+    ErrorCode.VALIDATION_ERROR: "요청 형식이 올바르지 않습니다",
+}
+
+
+def error_message(code: ErrorCode) -> str:
+    return _MESSAGES[code]
