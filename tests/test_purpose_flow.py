@@ -68,8 +68,8 @@ def test_purpose_creates_a_draft_in_every_store(
                       lambda key, value: key == event_id.encode())
     assert len(facts) == 1
     payload = facts[0][1]["payload"]
-    assert payload["eventDraftId"] == event_id
-    assert payload["userId"] == user_id
+    assert str(payload["eventDraftId"]) == event_id
+    assert str(payload["userId"]) == user_id
     assert payload["objective"] == "NEW_CUSTOMERS"
 
 
