@@ -23,6 +23,7 @@ from redis.exceptions import RedisError
 
 from sinks.redis import OUTCOME_CHANNEL, outcome_key
 from streams.codec import AvroCodec
+from streams.registry import record_namespace
 from streams.topics import TopicSpec
 
 __all__ = ["CommandBus", "Outcome", "OutcomeWaiter"]
@@ -125,7 +126,7 @@ class CommandBus:
             "eventId": event_id,
             "userId": user_id,
             "occurredAt": time.time_ns() // 1_000_000,
-            "payload": (f"{_namespace(spec)}.{command_type}", payload),
+            "payload": (f"{record_namespace(spec)}.{command_type}", payload),
         }
         value = self.codecs[spec.name].encode(envelope)
         with self.waiter.expecting(command_id) as announced:
@@ -133,9 +134,3 @@ class CommandBus:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(announced, wait_seconds)
         return command_id, await self.waiter.read(command_id)
-
-
-def _namespace(spec: TopicSpec) -> str:
-    from streams.registry import local_schema
-
-    return local_schema(spec)["name"].rsplit(".", 1)[0]

@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     table_standby_replicas: int = 0
     worker_web_port: int = 6066
     data_dir: str = ".stack/worker"  # Faust table stores (RocksDB) and its own files
+    job_timeout_seconds: float = 300.0  # a job unfinished this long after its request fails
+    job_timeout_check_seconds: float = 10.0
     schema_compatibility: Literal["BACKWARD", "BACKWARD_TRANSITIVE"] = "BACKWARD"
 
     # Projector (changelog -> PostgreSQL + Redis).

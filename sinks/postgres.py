@@ -23,7 +23,27 @@ _UPSERT_EVENT = (
     "ON CONFLICT (event_id) DO UPDATE SET "
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in _EVENT_COLUMNS[1:])
     # Never go backwards: a replayed or late older state leaves the newer row alone.
-    + " WHERE events.version < EXCLUDED.version"
+    + " WHERE events.version < EXCLUDED.version RETURNING event_id"
+)
+# Children of the events whose row was just written are replaced as a set.
+_DELETE_RECOMMENDATIONS = "DELETE FROM ai_recommendations WHERE event_id = ANY(%s::uuid[])"
+_DELETE_IMAGES = "DELETE FROM generated_images WHERE event_id = ANY(%s::uuid[])"
+_INSERT_RECOMMENDATION = (
+    "INSERT INTO ai_recommendations (recommendation_id, event_id, event_name, description,"
+    " promotion_type, target_audience, is_selected, created_at, updated_at, prize, method,"
+    " cost, roi) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_INSERT_IMAGE = (
+    "INSERT INTO generated_images (image_id, event_id, image_url, style, platform,"
+    " is_selected, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+)
+_UPSERT_JOB = (
+    "INSERT INTO jobs (job_id, event_id, job_type, status, progress, error_message,"
+    " completed_at, created_at, updated_at, version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s,"
+    " %s, %s) ON CONFLICT (job_id) DO UPDATE SET status = EXCLUDED.status,"
+    " progress = EXCLUDED.progress, error_message = EXCLUDED.error_message,"
+    " completed_at = EXCLUDED.completed_at, updated_at = EXCLUDED.updated_at,"
+    " version = EXCLUDED.version WHERE jobs.version < EXCLUDED.version"
 )
 _DELETE_EVENTS = "DELETE FROM events WHERE event_id = ANY(%s::uuid[])"
 _INSERT_OUTCOME = (
@@ -50,6 +70,29 @@ def _event_row(s: dict[str, Any]) -> tuple[Any, ...]:
         json.dumps(s.get("distributionResults") or [], ensure_ascii=False),
         _ts(s.get("publishedAt")), _ts(s.get("endedAt")), s["version"],
     )
+
+
+def _recommendation_rows(s: dict[str, Any]) -> list[tuple[Any, ...]]:
+    selected = s.get("selectedRecommendationId")
+    at = _ts(s["updatedAt"])
+    return [(r["recommendationId"], s["eventId"], r["title"], r["description"],
+             r["promotionType"], r["targetAudience"], r["recommendationId"] == selected,
+             at, at, r["prize"], r["method"], r["cost"], r["roi"])
+            for r in s.get("recommendations") or []]
+
+
+def _image_rows(s: dict[str, Any]) -> list[tuple[Any, ...]]:
+    selected = s.get("selectedImageId")
+    at = _ts(s["updatedAt"])
+    return [(i["imageId"], s["eventId"], i["imageUrl"], i["style"], i["platform"],
+             i["imageId"] == selected, at, at)
+            for i in s.get("images") or []]
+
+
+def _job_rows(s: dict[str, Any]) -> list[tuple[Any, ...]]:
+    return [(j["jobId"], s["eventId"], j["jobType"], j["status"], j["progress"], j["error"],
+             _ts(j["completedAt"]), _ts(j["createdAt"]), _ts(j["updatedAt"]), s["version"])
+            for j in (s.get("jobs") or {}).values()]
 
 
 def _outcome_row(o: dict[str, Any]) -> tuple[Any, ...]:
@@ -79,8 +122,29 @@ class PostgresSink:
         """Everything of one batch in one transaction: all of it is durable, or none."""
         async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             if upserts:
-                await cur.executemany(_UPSERT_EVENT, [_event_row(s) for s in upserts])
+                written = await self._upsert_events(cur, upserts)
+                fresh = [s for s in upserts if s["eventId"] in written]
+                if fresh:
+                    ids = [s["eventId"] for s in fresh]
+                    await cur.execute(_DELETE_RECOMMENDATIONS, (ids,))
+                    await cur.execute(_DELETE_IMAGES, (ids,))
+                    for statement, rows_of in ((_INSERT_RECOMMENDATION, _recommendation_rows),
+                                               (_INSERT_IMAGE, _image_rows),
+                                               (_UPSERT_JOB, _job_rows)):
+                        rows = [row for s in fresh for row in rows_of(s)]
+                        if rows:
+                            await cur.executemany(statement, rows)
             if deletes:
                 await cur.execute(_DELETE_EVENTS, (list(deletes),))
             if outcomes:
                 await cur.executemany(_INSERT_OUTCOME, [_outcome_row(o) for o in outcomes])
+
+    @staticmethod
+    async def _upsert_events(cur: Any, states: Sequence[dict[str, Any]]) -> set[str]:
+        """Upsert the rows; returns the eventIds actually written (newer than stored)."""
+        await cur.executemany(_UPSERT_EVENT, [_event_row(s) for s in states], returning=True)
+        written: set[str] = set()
+        while True:
+            written.update(str(row[0]) for row in await cur.fetchall())
+            if not cur.nextset():
+                return written

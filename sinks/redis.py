@@ -63,7 +63,8 @@ def _pairs(mapping: dict[str, Any]) -> list[str]:
     flat: list[str] = []
     for field, value in mapping.items():
         if value is not None:
-            flat += [field, value if isinstance(value, str) else json.dumps(value)]
+            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            flat += [field, text]
     return flat
 
 
@@ -109,6 +110,25 @@ class RedisSink:
                     keys=[session_key(state["userId"])],
                     args=["createdAt", state["createdAt"], s.ttl_session_seconds,
                           *_pairs(session)],
+                    client=pipe,
+                )
+            for job in (state.get("jobs") or {}).values():
+                await self._replace_if_newer(
+                    keys=[job_key(job["jobId"])],
+                    args=["version", state["version"], s.ttl_job_seconds, *_pairs({
+                        "jobType": job["jobType"], "status": job["status"],
+                        "progress": str(job["progress"]), "eventId": state["eventId"],
+                        "userId": state["userId"], "error": job["error"],
+                    })],
+                    client=pipe,
+                )
+            if state.get("recommendations"):
+                await self._replace_if_newer(
+                    keys=[recommendation_key(state["eventId"])],
+                    args=["version", state["version"], s.ttl_recommendation_seconds, *_pairs({
+                        "trendAnalysis": state.get("trendAnalysis"),
+                        "recommendations": doc["recommendations"],
+                    })],
                     client=pipe,
                 )
         for state in deletes:

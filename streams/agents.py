@@ -9,21 +9,51 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from typing import Any
 
 import faust
 from faust.types import EventT
+from faust.web import Request, Response, View
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from streams import lifecycle
+from streams import lifecycle, metrics
 from streams.app import Pipeline
 from streams.codec import DecodeError, RegistryUnavailable
-from streams.lifecycle import Command, Decision
-from streams.topics import DLQ, EVENT_TOPIC, OUTCOME, PURPOSE, TopicSpec
+from streams.lifecycle import Command, Decision, Inapplicable
+from streams.registry import record_namespace
+from streams.topics import (
+    AI_JOB,
+    COMMAND_TOPICS,
+    CONTENT_JOB,
+    DISTRIBUTION_JOB,
+    DLQ,
+    EVENT_TOPIC,
+    IMAGE,
+    OUTCOME,
+    RECOMMENDATION,
+    TopicSpec,
+)
 
-__all__ = ["install_agents"]
+__all__ = ["install_agents", "to_command"]
 
 log = logging.getLogger(__name__)
+
+# Where each fact of the lifecycle goes; event-topic's facts travel in its envelope.
+FACT_TOPICS: dict[str, TopicSpec] = {
+    "EventDraftCreated": EVENT_TOPIC,
+    "EventCreated": EVENT_TOPIC,
+    "AiJobRequested": AI_JOB,
+    "ImageJobRequested": CONTENT_JOB,
+    "DistributionRequested": DISTRIBUTION_JOB,
+}
+# The failure a job timer reports, per job type, and on which topic.
+TIMEOUT_FAILURES: dict[str, tuple[TopicSpec, str]] = {
+    lifecycle.AI_RECOMMENDATION: (RECOMMENDATION, "RecommendationJobFailed"),
+    lifecycle.IMAGE_GENERATION: (IMAGE, "ImageJobFailed"),
+}
+_TIMEOUT_NAMESPACE = uuid.UUID("0f5e2d8c-6c1b-4d57-9b8e-3e2a9c7d4b61")
 
 
 class DeadLetter(Exception):
@@ -37,8 +67,19 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _plain(value: Any) -> Any:
+    """Avro logical values back to the JSON-ready values the state keeps (dates stay dates)."""
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
 def to_command(record: dict[str, Any]) -> Command:
-    """The decoded envelope as a domain command (logical types back to plain values)."""
+    """The decoded envelope as a domain command."""
     name, payload = record["payload"]
     return Command(
         type=name.rsplit(".", 1)[-1],
@@ -46,8 +87,7 @@ def to_command(record: dict[str, Any]) -> Command:
         event_id=str(record["eventId"]),
         user_id=str(record["userId"]),
         occurred_at=int(record["occurredAt"].timestamp() * 1000),
-        payload={k: (str(v) if k.endswith("Id") and v is not None else v)
-                 for k, v in payload.items()},
+        payload=_plain(payload),
     )
 
 
@@ -61,6 +101,8 @@ class CommandHandler:
 
     async def handle(self, event: EventT) -> None:
         message = event.message
+        started = time.perf_counter()
+        metrics.MESSAGES_IN.labels(self.spec.name).inc()
         try:
             command = await self._decode(message.key, message.value)
             decision = self._decide(command)
@@ -71,6 +113,11 @@ class CommandHandler:
             # Reassign (never mutate in place): each assignment is one changelog record.
             self.pipeline.events[command.event_id] = decision.state
         await self._emit(command, decision)
+        metrics.PROCESSING_SECONDS.labels(self.spec.name).observe(time.perf_counter() - started)
+        highwater = self.pipeline.app.consumer.highwater(message.tp)
+        if highwater is not None:
+            metrics.CONSUMER_LAG.labels(message.topic, message.partition).set(
+                max(0, highwater - message.offset - 1))
 
     async def _decode(self, key: bytes | None, value: bytes | None) -> Command:
         if not key:
@@ -98,6 +145,8 @@ class CommandHandler:
         state = self.pipeline.events.get(command.event_id)
         try:
             return lifecycle.apply(state, command)
+        except Inapplicable as exc:
+            raise DeadLetter(exc.code, exc.message) from exc
         except Exception as exc:  # a rule that cannot apply must not stall the partition
             log.exception("cannot apply %s %s", command.type, command.command_id)
             raise DeadLetter("APPLY_ERROR", f"{type(exc).__name__}: {exc}") from exc
@@ -105,15 +154,16 @@ class CommandHandler:
     async def _emit(self, command: Command, decision: Decision) -> None:
         key = command.event_id.encode()
         if not decision.duplicate:
-            facts = self.pipeline.topic(EVENT_TOPIC)
-            fact_codec = self.pipeline.codec(EVENT_TOPIC)
             for fact in decision.facts:
-                value = fact_codec.encode({
-                    "messageId": command.command_id,
-                    "payload": (f"eventpipe.events.{fact.type}", fact.payload),
-                })
-                await facts.send(key=key, value=value)
-        outcome = {
+                spec = FACT_TOPICS[fact.type]
+                value: dict[str, Any] = fact.payload
+                if spec is EVENT_TOPIC:
+                    value = {"messageId": command.command_id,
+                             "payload": (f"eventpipe.events.{fact.type}", fact.payload)}
+                await self._send(spec, key, value)
+        if decision.code is not None:
+            metrics.REJECTIONS.labels(decision.code.value).inc()
+        await self._send(OUTCOME, key, {
             "commandId": command.command_id,
             "eventId": command.event_id,
             "userId": command.user_id,
@@ -124,15 +174,18 @@ class CommandHandler:
             "details": list(decision.details),
             "eventVersion": decision.version,
             "decidedAt": _now_ms(),
-        }
-        await self.pipeline.topic(OUTCOME).send(
-            key=key, value=self.pipeline.codec(OUTCOME).encode(outcome)
-        )
+        })
+
+    async def _send(self, spec: TopicSpec, key: bytes | None, value: dict[str, Any]) -> None:
+        encoded = self.pipeline.codec(spec).encode(value)
+        await self.pipeline.topic(spec).send(key=key, value=encoded)
+        metrics.MESSAGES_OUT.labels(spec.name).inc()
 
     async def _dead_letter(self, message: Any, code: str, reason: str) -> None:
         log.warning("dead letter %s[%s]@%s: %s %s", message.topic, message.partition,
                     message.offset, code, reason)
-        value = self.pipeline.codec(DLQ).encode({
+        metrics.DEAD_LETTERS.labels(code).inc()
+        await self._send(DLQ, message.key, {
             "topic": message.topic,
             "partition": message.partition,
             "offset": message.offset,
@@ -142,13 +195,59 @@ class CommandHandler:
             "errorMessage": reason,
             "failedAt": _now_ms(),
         })
-        await self.pipeline.topic(DLQ).send(key=message.key, value=value)
+
+
+async def fail_overdue_jobs(pipeline: Pipeline, timeout_ms: int) -> int:
+    """Report every job of this worker's events unfinished after `timeout_ms` as FAILED.
+
+    The timer does not touch the table: it writes the failure to the job's topic, keyed by
+    the event, so the agent owning that partition applies it like any worker's report. The
+    commandId derives from the jobId, so a report sent twice has one effect.
+    """
+    now = _now_ms()
+    sent = 0
+    for event_id, state in list(pipeline.events.items()):
+        if state["status"] == "DISCARDED":
+            continue  # the event is gone; its jobs stay as they were
+        for job in (state.get("jobs") or {}).values():
+            if job["status"] in lifecycle.FINISHED_JOB or now - job["createdAt"] < timeout_ms:
+                continue
+            spec, record = TIMEOUT_FAILURES[job["jobType"]]
+            envelope = {
+                "commandId": str(uuid.uuid5(_TIMEOUT_NAMESPACE, job["jobId"])),
+                "eventId": event_id,
+                "userId": state["userId"],
+                "occurredAt": now,
+                "payload": (f"{record_namespace(spec)}.{record}",
+                            {"jobId": job["jobId"],
+                             "error": f"TIMEOUT: not finished within {timeout_ms // 1000} s"}),
+            }
+            await pipeline.topic(spec).send(key=event_id.encode(),
+                                            value=pipeline.codec(spec).encode(envelope))
+            sent += 1
+    return sent
 
 
 def install_agents(pipeline: Pipeline) -> None:
-    purpose = CommandHandler(pipeline, PURPOSE)
+    app = pipeline.app
+    for spec in COMMAND_TOPICS:
+        handler = CommandHandler(pipeline, spec)
 
-    @pipeline.app.agent(pipeline.topic(PURPOSE), name="purpose", concurrency=1)
-    async def purpose_agent(stream: faust.StreamT) -> None:
-        async for event in stream.events():
-            await purpose.handle(event)
+        async def agent(stream: faust.StreamT, handler: CommandHandler = handler) -> None:
+            async for event in stream.events():
+                await handler.handle(event)
+
+        app.agent(pipeline.topic(spec), name=spec.name.split(".")[1], concurrency=1)(agent)
+
+    timeout_ms = int(pipeline.settings.job_timeout_seconds * 1000)
+
+    @app.timer(pipeline.settings.job_timeout_check_seconds)
+    async def job_timer() -> None:
+        sent = await fail_overdue_jobs(pipeline, timeout_ms)
+        if sent:
+            log.info("reported %d overdue jobs as failed", sent)
+
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)

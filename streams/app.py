@@ -15,13 +15,14 @@ from eventpipe.settings import Settings
 from streams.admin import EVENTS_TABLE
 from streams.codec import AvroCodec
 from streams.registry import register_all, registry_client
-from streams.topics import DLQ, EVENT_TOPIC, OUTCOME, PURPOSE, TopicSpec
+from streams.topics import ALL_TOPICS, TopicSpec
 
 __all__ = ["Pipeline", "build_pipeline"]
 
 
 @dataclass
 class Pipeline:
+    settings: Settings
     app: faust.App
     events: faust.Table
     topics: dict[str, faust.TopicT]
@@ -63,7 +64,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
             value_serializer="raw",
             partitions=settings.topic_partitions,
         )
-        for spec in (PURPOSE, EVENT_TOPIC, OUTCOME, DLQ)
+        for spec in ALL_TOPICS
     }
     # Keys are eventIds (co-partitioned with the command topics); keys and values are
     # JSON in the changelog (Faust's default for tables), values the event states.
@@ -72,12 +73,8 @@ def build_pipeline(settings: Settings) -> Pipeline:
         key_type=str,
         partitions=settings.topic_partitions,
     )
-    codecs = {
-        name: AvroCodec(spec, client, ids[spec.subject])
-        for spec in (PURPOSE, EVENT_TOPIC, OUTCOME, DLQ)
-        for name in (spec.name,)
-    }
-    pipeline = Pipeline(app, events, topics, codecs)
+    codecs = {spec.name: AvroCodec(spec, client, ids[spec.subject]) for spec in ALL_TOPICS}
+    pipeline = Pipeline(settings, app, events, topics, codecs)
 
     from streams.agents import install_agents  # agents need the pipeline they run in
 

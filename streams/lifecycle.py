@@ -4,6 +4,9 @@
 outcome, and the facts to announce. States are JSON-ready dicts, replaced, never mutated, so
 the agent can assign them to the changelog-backed table as they are. Everything derives from
 the command (its `occurredAt` included), never from the clock, so a replay decides the same.
+
+A collaborator's report that cannot apply (a result for a job this event never had) raises
+`Inapplicable`: it is not a user's mistake to answer but a message for the dead-letter queue.
 """
 
 from __future__ import annotations
@@ -16,11 +19,23 @@ from typing import Any
 
 from streams.vocabulary import ErrorCode, EventStatus, error_message
 
-__all__ = ["Command", "Decision", "Fact", "apply", "store_id_for"]
+__all__ = [
+    "Command",
+    "Decision",
+    "Fact",
+    "Inapplicable",
+    "apply",
+    "publish_blockers",
+    "store_id_for",
+]
 
 EventState = dict[str, Any]
 RECENT_COMMANDS_KEPT = 64  # commandIds remembered per event, for idempotence
+RECOMMENDATIONS_PER_JOB = 3
 _STORE_NAMESPACE = uuid.UUID("5b0f6a0e-4f0c-4a7b-9a53-7f3d1f1e2c10")
+AI_RECOMMENDATION = "AI_RECOMMENDATION"
+IMAGE_GENERATION = "IMAGE_GENERATION"
+FINISHED_JOB = frozenset({"COMPLETED", "FAILED"})
 
 
 @dataclass(frozen=True)
@@ -35,7 +50,7 @@ class Command:
 
 @dataclass(frozen=True)
 class Fact:
-    """Something to announce on event-topic: (record name, payload)."""
+    """Something to announce, named by its record (EventCreated, AiJobRequested, ...)."""
 
     type: str
     payload: dict[str, Any]
@@ -57,14 +72,28 @@ class Decision:
         return int(self.state["version"]) if self.state else 0
 
 
+class Inapplicable(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
 def store_id_for(user_id: str, store_name: str) -> str:
     """A stable store id when the caller has none (the ERD requires one)."""
     return str(uuid.uuid5(_STORE_NAMESPACE, f"{user_id}:{store_name.strip()}"))
 
 
+# ------------------------------------------------------------------ outcomes
+
 def _reject(state: EventState | None, code: ErrorCode, *details: str) -> Decision:
     return Decision(state, accepted=False, code=code, message=error_message(code),
                     details=tuple(details))
+
+
+def _unchanged(state: EventState, cmd: Command) -> Decision:
+    """Accepted, but nothing to change (a late or repeated report)."""
+    return Decision(state, accepted=True)
 
 
 def _accept(state: EventState, cmd: Command, changes: dict[str, Any],
@@ -79,6 +108,14 @@ def _accept(state: EventState, cmd: Command, changes: dict[str, Any],
     }
     return Decision(new_state, accepted=True, changed=True, facts=facts)
 
+
+def _require_draft(state: EventState) -> Decision | None:
+    if state["status"] != EventStatus.DRAFT:
+        return _reject(state, ErrorCode.EVENT_003, f"status is {state['status']}")
+    return None
+
+
+# ------------------------------------------------------------------ the draft
 
 def _select_purpose(state: EventState | None, cmd: Command) -> Decision:
     if state is not None:
@@ -102,7 +139,17 @@ def _select_purpose(state: EventState | None, cmd: Command) -> Decision:
         "startDate": None,
         "endDate": None,
         "channels": [],
+        "recommendations": [],
+        "trendAnalysis": None,
+        "images": [],
+        "jobs": {},
+        "selectedRecommendationId": None,
+        "selectedImageId": None,
+        "selectedImageUrl": None,
+        "distributionResults": [],
         "createdAt": cmd.occurred_at,
+        "publishedAt": None,
+        "endedAt": None,
         "version": 0,
     }
     fact = Fact("EventDraftCreated", {
@@ -114,31 +161,233 @@ def _select_purpose(state: EventState | None, cmd: Command) -> Decision:
     return _accept(created, cmd, {}, fact)
 
 
+def _iso(value: Any) -> Any:
+    return value.isoformat() if isinstance(value, date) else value
+
+
 def _update_draft(state: EventState, cmd: Command) -> Decision:
-    if state["status"] != EventStatus.DRAFT:
-        return _reject(state, ErrorCode.EVENT_003, f"status is {state['status']}")
-    changes = {k: v for k, v in cmd.payload.items() if v is not None}
-    for key in ("startDate", "endDate"):
-        if isinstance(changes.get(key), date):
-            changes[key] = changes[key].isoformat()
+    if (rejected := _require_draft(state)) is not None:
+        return rejected
+    changes = {k: _iso(v) for k, v in cmd.payload.items() if v is not None}
     start = changes.get("startDate", state.get("startDate"))
     end = changes.get("endDate", state.get("endDate"))
     if start and end and start > end:  # ISO dates order as strings
         return _reject(state, ErrorCode.EVENT_006, f"{start} > {end}")
     if "channels" in changes:
-        changes["channels"] = list(dict.fromkeys(changes["channels"]))  # keep order, drop repeats
+        changes["channels"] = list(dict.fromkeys(changes["channels"]))  # keep order, no repeats
     return _accept(state, cmd, changes)
 
 
 def _discard_draft(state: EventState, cmd: Command) -> Decision:
-    if state["status"] != EventStatus.DRAFT:
-        return _reject(state, ErrorCode.EVENT_003, f"status is {state['status']}")
+    if (rejected := _require_draft(state)) is not None:
+        return rejected
     return _accept(state, cmd, {"status": EventStatus.DISCARDED.value})
+
+
+# ------------------------------------------------------------------ jobs
+
+def _job(state: EventState, job_id: str, job_type: str) -> dict[str, Any]:
+    job = (state.get("jobs") or {}).get(job_id)
+    if job is None or job["jobType"] != job_type:
+        raise Inapplicable("UNKNOWN_JOB", f"{job_type} job {job_id} is not one of this event's")
+    return job
+
+
+def _with_job(state: EventState, job: dict[str, Any]) -> dict[str, Any]:
+    return {"jobs": {**(state.get("jobs") or {}), job["jobId"]: job}}
+
+
+def _new_job(cmd: Command, job_type: str) -> dict[str, Any]:
+    return {"jobId": cmd.payload["jobId"], "jobType": job_type, "status": "PENDING",
+            "progress": 0, "error": None, "createdAt": cmd.occurred_at,
+            "updatedAt": cmd.occurred_at, "completedAt": None}
+
+
+def _request_recommendations(state: EventState, cmd: Command) -> Decision:
+    if (rejected := _require_draft(state)) is not None:
+        return rejected
+    job = _new_job(cmd, AI_RECOMMENDATION)
+    fact = Fact("AiJobRequested", {
+        "jobId": job["jobId"], "eventId": cmd.event_id, "userId": cmd.user_id,
+        "objective": state["objective"], "storeName": state["storeName"],
+        "industry": state["industry"], "region": state["address"],
+        "requestedAt": cmd.occurred_at,
+    })
+    return _accept(state, cmd, _with_job(state, job), fact)
+
+
+def _request_images(state: EventState, cmd: Command) -> Decision:
+    if (rejected := _require_draft(state)) is not None:
+        return rejected
+    job = _new_job(cmd, IMAGE_GENERATION)
+    fact = Fact("ImageJobRequested", {
+        "jobId": job["jobId"], "eventId": cmd.event_id, "userId": cmd.user_id,
+        "storeName": state["storeName"], "eventName": state.get("eventName"),
+        "description": state.get("description"),
+        "styles": list(dict.fromkeys(cmd.payload["styles"])),
+        "platforms": list(dict.fromkeys(cmd.payload["platforms"])),
+        "requestedAt": cmd.occurred_at,
+    })
+    return _accept(state, cmd, _with_job(state, job), fact)
+
+
+def _progress(job_type: str) -> Callable[[EventState, Command], Decision]:
+    def handle(state: EventState, cmd: Command) -> Decision:
+        job = _job(state, cmd.payload["jobId"], job_type)
+        progress = max(0, min(100, int(cmd.payload["progress"])))
+        if job["status"] in FINISHED_JOB or progress < job["progress"]:
+            return _unchanged(state, cmd)  # never backwards
+        job = {**job, "status": "PROCESSING", "progress": progress, "updatedAt": cmd.occurred_at}
+        return _accept(state, cmd, _with_job(state, job))
+    return handle
+
+
+def _failed(job_type: str) -> Callable[[EventState, Command], Decision]:
+    def handle(state: EventState, cmd: Command) -> Decision:
+        job = _job(state, cmd.payload["jobId"], job_type)
+        if job["status"] in FINISHED_JOB:
+            return _unchanged(state, cmd)
+        job = {**job, "status": "FAILED", "error": cmd.payload["error"],
+               "updatedAt": cmd.occurred_at, "completedAt": cmd.occurred_at}
+        return _accept(state, cmd, _with_job(state, job))
+    return handle
+
+
+def _completed(job: dict[str, Any], cmd: Command) -> dict[str, Any]:
+    return {**job, "status": "COMPLETED", "progress": 100, "error": None,
+            "updatedAt": cmd.occurred_at, "completedAt": cmd.occurred_at}
+
+
+def _recommendations_generated(state: EventState, cmd: Command) -> Decision:
+    job = _job(state, cmd.payload["jobId"], AI_RECOMMENDATION)
+    if job["status"] in FINISHED_JOB or state["status"] != EventStatus.DRAFT:
+        return _unchanged(state, cmd)  # too late: timed out, or the event moved on
+    items = cmd.payload["recommendations"]
+    if len(items) != RECOMMENDATIONS_PER_JOB:
+        expected = RECOMMENDATIONS_PER_JOB
+        raise Inapplicable("INVALID_RESULT", f"{len(items)} recommendations, not {expected}")
+    # A new generation replaces the old set, and with it the old selection.
+    return _accept(state, cmd, {
+        **_with_job(state, _completed(job, cmd)),
+        "recommendations": [dict(r) for r in items],
+        "trendAnalysis": dict(cmd.payload["trendAnalysis"]),
+        "selectedRecommendationId": None,
+    })
+
+
+def _images_generated(state: EventState, cmd: Command) -> Decision:
+    job = _job(state, cmd.payload["jobId"], IMAGE_GENERATION)
+    if job["status"] in FINISHED_JOB or state["status"] != EventStatus.DRAFT:
+        return _unchanged(state, cmd)
+    return _accept(state, cmd, {
+        **_with_job(state, _completed(job, cmd)),
+        "images": [*state.get("images", []), *(dict(i) for i in cmd.payload["images"])],
+    })
+
+
+def _select_recommendation(state: EventState, cmd: Command) -> Decision:
+    if (rejected := _require_draft(state)) is not None:
+        return rejected
+    chosen = next((r for r in state.get("recommendations", [])
+                   if r["recommendationId"] == cmd.payload["recommendationId"]), None)
+    if chosen is None:
+        return _reject(state, ErrorCode.EVENT_005, "recommendationId")
+    return _accept(state, cmd, {
+        "selectedRecommendationId": chosen["recommendationId"],
+        "eventName": cmd.payload.get("eventName") or state.get("eventName") or chosen["title"],
+        "description": (cmd.payload.get("description") or state.get("description")
+                        or chosen["description"]),
+    })
+
+
+def _select_image(state: EventState, cmd: Command) -> Decision:
+    if (rejected := _require_draft(state)) is not None:
+        return rejected
+    chosen = next((i for i in state.get("images", [])
+                   if i["imageId"] == cmd.payload["imageId"]), None)
+    if chosen is None:
+        return _reject(state, ErrorCode.EVENT_005, "imageId")
+    return _accept(state, cmd, {"selectedImageId": chosen["imageId"],
+                                "selectedImageUrl": chosen["imageUrl"]})
+
+
+# ------------------------------------------------------------------ publish and end
+
+def publish_blockers(state: EventState, channels: list[str]) -> list[str]:
+    """What a DRAFT still lacks to be published (seed 002's readiness)."""
+    missing = []
+    if not state.get("objective"):
+        missing.append("objective")
+    if not state.get("selectedRecommendationId"):
+        missing.append("selectedRecommendation")
+    if not state.get("selectedImageId"):
+        missing.append("selectedImage")
+    if not channels:
+        missing.append("channels")
+    if not state.get("startDate"):
+        missing.append("startDate")
+    if not state.get("endDate"):
+        missing.append("endDate")
+    return missing
+
+
+def _publish(state: EventState, cmd: Command) -> Decision:
+    if (rejected := _require_draft(state)) is not None:
+        return rejected
+    channels = list(dict.fromkeys(cmd.payload.get("channels") or state.get("channels") or []))
+    missing = publish_blockers(state, channels)
+    if missing:
+        return _reject(state, ErrorCode.EVENT_004, *missing)
+    if state["startDate"] > state["endDate"]:
+        return _reject(state, ErrorCode.EVENT_006, f"{state['startDate']} > {state['endDate']}")
+    title = state.get("eventName") or state["storeName"]
+    created = Fact("EventCreated", {
+        "eventId": cmd.event_id, "userId": cmd.user_id, "title": title,
+        "objective": state["objective"], "createdAt": cmd.occurred_at,
+    })
+    distribute = Fact("DistributionRequested", {
+        "eventId": cmd.event_id, "userId": cmd.user_id, "title": title,
+        "description": state.get("description"), "imageUrl": state.get("selectedImageUrl"),
+        "channels": channels, "startDate": date.fromisoformat(state["startDate"]),
+        "endDate": date.fromisoformat(state["endDate"]), "requestedAt": cmd.occurred_at,
+    })
+    return _accept(state, cmd, {
+        "status": EventStatus.PUBLISHED.value,
+        "channels": channels,
+        "publishedAt": cmd.occurred_at,
+        "distributionResults": [{"channel": c, "status": "PENDING", "message": None}
+                                for c in channels],
+    }, created, distribute)
+
+
+def _distribution_completed(state: EventState, cmd: Command) -> Decision:
+    if state["status"] == EventStatus.DRAFT:
+        raise Inapplicable("UNEXPECTED_RESULT", "distribution result for an unpublished event")
+    return _accept(state, cmd, {"distributionResults": [dict(r) for r in cmd.payload["results"]]})
+
+
+def _end(state: EventState, cmd: Command) -> Decision:
+    if state["status"] != EventStatus.PUBLISHED:
+        return _reject(state, ErrorCode.EVENT_003, f"status is {state['status']}")
+    return _accept(state, cmd, {"status": EventStatus.ENDED.value, "endedAt": cmd.occurred_at})
 
 
 _HANDLERS: dict[str, Callable[[EventState, Command], Decision]] = {
     "DraftUpdated": _update_draft,
     "DraftDiscarded": _discard_draft,
+    "RecommendationRequested": _request_recommendations,
+    "RecommendationJobProgress": _progress(AI_RECOMMENDATION),
+    "RecommendationsGenerated": _recommendations_generated,
+    "RecommendationJobFailed": _failed(AI_RECOMMENDATION),
+    "RecommendationSelected": _select_recommendation,
+    "ImageGenerationRequested": _request_images,
+    "ImageJobProgress": _progress(IMAGE_GENERATION),
+    "ImagesGenerated": _images_generated,
+    "ImageJobFailed": _failed(IMAGE_GENERATION),
+    "ImageSelected": _select_image,
+    "PublishRequested": _publish,
+    "DistributionCompleted": _distribution_completed,
+    "EventEndRequested": _end,
 }
 
 
@@ -148,10 +397,10 @@ def apply(state: EventState | None, cmd: Command) -> Decision:
         return Decision(state, accepted=True, duplicate=True)
     if cmd.type == "PurposeSelected":
         return _select_purpose(state, cmd)
+    handler = _HANDLERS.get(cmd.type)
+    if handler is None:
+        raise Inapplicable("UNKNOWN_COMMAND", f"no rule for {cmd.type}")
     # Another user's event answers exactly like a missing one (never reveal it exists).
     if state is None or state["userId"] != cmd.user_id or state["status"] == EventStatus.DISCARDED:
         return _reject(None, ErrorCode.EVENT_005)
-    handler = _HANDLERS.get(cmd.type)
-    if handler is None:
-        raise ValueError(f"no rule for command {cmd.type}")
     return handler(state, cmd)

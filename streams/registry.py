@@ -22,6 +22,7 @@ __all__ = [
     "check_all",
     "local_schema",
     "local_schema_str",
+    "record_namespace",
     "register_all",
     "registry_client",
 ]
@@ -31,6 +32,11 @@ __all__ = [
 def local_schema(spec: TopicSpec) -> dict[str, Any]:
     """The topic's schema from `schemas/`, with its shared named types inlined."""
     return load_schema(str(spec.schema_path), _write_hint=False)
+
+
+def record_namespace(spec: TopicSpec) -> str:
+    """The namespace of the topic's records: union branches are named `<namespace>.<Record>`."""
+    return local_schema(spec)["name"].rsplit(".", 1)[0]
 
 
 def local_schema_str(spec: TopicSpec) -> str:

@@ -9,11 +9,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "AI_JOB",
     "ALL_TOPICS",
+    "COMMAND_TOPICS",
+    "CONTENT_JOB",
+    "DISTRIBUTION_JOB",
     "DLQ",
     "EVENT_TOPIC",
+    "IMAGE",
     "OUTCOME",
+    "PUBLISH",
     "PURPOSE",
+    "RECOMMENDATION",
     "SCHEMA_DIR",
     "TopicSpec",
     "changelog_topic",
@@ -43,6 +50,29 @@ PURPOSE = TopicSpec(
     "event.purpose.v1", "event.purpose.v1.avsc", "eventId",
     "PurposeSelected, DraftUpdated, DraftDiscarded commands from the API",
 )
+RECOMMENDATION = TopicSpec(
+    "event.recommendation.v1", "event.recommendation.v1.avsc", "eventId",
+    "AI recommendation requests and selections (API); progress, results, failures (AI worker)",
+)
+IMAGE = TopicSpec(
+    "event.image.v1", "event.image.v1.avsc", "eventId",
+    "image requests and selections (API); progress, results, failures (content worker)",
+)
+PUBLISH = TopicSpec(
+    "event.publish.v1", "event.publish.v1.avsc", "eventId",
+    "publish and end requests (API); DistributionCompleted (distribution worker)",
+)
+AI_JOB = TopicSpec(
+    "ai-job-topic", "ai-job-topic.avsc", "eventId", "AI job requests for the AI worker",
+)
+CONTENT_JOB = TopicSpec(
+    "content-job-topic", "content-job-topic.avsc", "eventId",
+    "image job requests for the content worker",
+)
+DISTRIBUTION_JOB = TopicSpec(
+    "distribution-job-topic", "distribution-job-topic.avsc", "eventId",
+    "distribution requests for the distribution worker",
+)
 EVENT_TOPIC = TopicSpec(
     "event-topic", "event-topic.avsc", "eventId",
     "EventDraftCreated and EventCreated facts for subscribers",
@@ -56,7 +86,10 @@ DLQ = TopicSpec(
     "messages that could not be decoded or applied, with the reason",
 )
 
-ALL_TOPICS: tuple[TopicSpec, ...] = (PURPOSE, EVENT_TOPIC, OUTCOME, DLQ)
+COMMAND_TOPICS: tuple[TopicSpec, ...] = (PURPOSE, RECOMMENDATION, IMAGE, PUBLISH)
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    *COMMAND_TOPICS, EVENT_TOPIC, AI_JOB, CONTENT_JOB, DISTRIBUTION_JOB, OUTCOME, DLQ,
+)
 
 
 def changelog_topic(app_id: str, table: str) -> str:

@@ -20,6 +20,7 @@ import redis
 
 from api.auth import issue_token
 from eventpipe.settings import Settings
+from tests.pipeline import Topics
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / ".stack" / "logs"
@@ -161,3 +162,8 @@ def pg(stack: Settings) -> Iterator[psycopg.Connection]:
 @pytest.fixture(scope="session")
 def rds(stack: Settings) -> redis.Redis:
     return redis.Redis.from_url(stack.redis_url, decode_responses=True)
+
+
+@pytest.fixture(scope="session")
+def topics(stack: Settings, rds: redis.Redis, worker: Process) -> Topics:
+    return Topics(stack, rds)

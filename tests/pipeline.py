@@ -1,0 +1,66 @@
+"""Driving the pipeline through its topics, as the API and the collaborator workers do."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import redis
+from confluent_kafka import Producer
+
+from eventpipe.settings import Settings
+from streams.codec import AvroCodec
+from streams.registry import record_namespace, register_all, registry_client
+from streams.topics import ALL_TOPICS, TopicSpec
+
+
+class Topics:
+    """Produces command envelopes with the project's codec; reads outcomes from Redis."""
+
+    def __init__(self, settings: Settings, rds: redis.Redis) -> None:
+        ids = register_all(settings.schema_registry_url)
+        client = registry_client(settings.schema_registry_url)
+        self.codecs = {s.name: AvroCodec(s, client, ids[s.subject]) for s in ALL_TOPICS}
+        self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers,
+                                  "acks": "all"})
+        self.rds = rds
+
+    def raw(self, topic: str, key: bytes | None, value: bytes | None) -> None:
+        self.producer.produce(topic, key=key, value=value)
+        self.producer.flush(10)
+
+    def send(self, spec: TopicSpec, event_id: str, user_id: str, command_type: str,
+             payload: dict[str, Any], command_id: str | None = None) -> str:
+        command_id = command_id or str(uuid.uuid4())
+        value = self.codecs[spec.name].encode({
+            "commandId": command_id, "eventId": event_id, "userId": user_id,
+            "occurredAt": int(time.time() * 1000),
+            "payload": (f"{record_namespace(spec)}.{command_type}", payload),
+        })
+        self.raw(spec.name, event_id.encode(), value)
+        return command_id
+
+    def outcome(self, command_id: str, timeout: float = 30.0) -> dict[str, str]:
+        """The outcome as the projector recorded it for the API."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.rds.hgetall(f"command:outcome:{command_id}")
+            if found:
+                return found
+            time.sleep(0.05)
+        raise AssertionError(f"no outcome for command {command_id} within {timeout}s")
+
+    def apply(self, spec: TopicSpec, event_id: str, user_id: str, command_type: str,
+              payload: dict[str, Any]) -> dict[str, str]:
+        return self.outcome(self.send(spec, event_id, user_id, command_type, payload))
+
+    def event(self, event_id: str) -> dict[str, Any] | None:
+        """The event document in Redis."""
+        doc = self.rds.hget(f"event:draft:{event_id}", "doc")
+        return None if doc is None else json.loads(doc)
+
+    def version(self, event_id: str) -> int | None:
+        found = self.rds.hget(f"event:draft:{event_id}", "version")
+        return None if found is None else int(found)
