@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     table_store: str = "memory://"  # or rocksdb:// for large state
     table_standby_replicas: int = 0
     worker_web_port: int = 6066
+    # How long the group waits for a worker that died without leaving (kill -9) before its
+    # partitions move: short, so a restarted worker serves again quickly.
+    worker_session_timeout_seconds: float = 10.0
     data_dir: str = ".stack/worker"  # Faust table stores (RocksDB) and its own files
     job_timeout_seconds: float = 300.0  # a job unfinished this long after its request fails
     job_timeout_check_seconds: float = 10.0

@@ -47,6 +47,8 @@ def build_pipeline(settings: Settings) -> Pipeline:
         topic_replication_factor=1,
         table_standby_replicas=settings.table_standby_replicas,
         consumer_auto_offset_reset="earliest",
+        broker_session_timeout=settings.worker_session_timeout_seconds,
+        broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_seconds / 3),
         producer_acks=-1,
         processing_guarantee="at_least_once",
         web_enabled=True,

@@ -24,6 +24,7 @@ from tests.pipeline import Topics
 
 ROOT = Path(__file__).resolve().parent.parent
 LOGS = ROOT / ".stack" / "logs"
+WORKER_READY = "[^Worker]: Ready"  # Faust logs it once agents, tables and partitions are up
 
 
 def _free_port() -> int:
@@ -66,6 +67,19 @@ class Process:
                                      env=self.env, stdout=out, stderr=subprocess.STDOUT,
                                      cwd=ROOT)
 
+    def restart(self, ready_marker: str, timeout: float = 180, sig_kill: bool = False) -> None:
+        """Stop, start again, and wait for `ready_marker` in the new part of the log."""
+        self.stop(sig_kill=sig_kill)
+        offset = self.log.stat().st_size if self.log.exists() else 0
+        self.start()
+
+        def ready() -> bool:
+            with self.log.open("rb") as f:
+                f.seek(offset)
+                return ready_marker.encode() in f.read()
+
+        _wait(self.name, ready, timeout, self.proc, self.log)
+
     def stop(self, sig_kill: bool = False) -> None:
         if self.proc and self.proc.poll() is None:
             if sig_kill:
@@ -107,6 +121,9 @@ def process_env(stack: Settings) -> dict[str, str]:
         "DATABASE_URL": stack.database_url,
         "REDIS_URL": stack.redis_url,
         "WORKER_WEB_PORT": str(_free_port()),
+        # Short job timeouts, so the timeout path can be seen within a test.
+        "JOB_TIMEOUT_SECONDS": "15",
+        "JOB_TIMEOUT_CHECK_SECONDS": "1",
         "PYTHONUNBUFFERED": "1",
     })
     return env
@@ -118,7 +135,7 @@ def worker(process_env: dict[str, str]) -> Iterator[Process]:
     proc.log.unlink(missing_ok=True)
     proc.start()
     # Faust logs "Ready" once its agents and tables are up and partitions assigned.
-    _wait("stream worker", lambda: "[^Worker]: Ready" in proc.log.read_text(), 180,
+    _wait("stream worker", lambda: WORKER_READY in proc.log.read_text(), 180,
           proc.proc, proc.log)
     yield proc
     proc.stop()

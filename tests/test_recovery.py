@@ -1,0 +1,55 @@
+"""State survives the worker: the table comes back from its changelog; jobs time out."""
+
+from __future__ import annotations
+
+import time
+import uuid
+
+import pytest
+
+from streams.topics import PURPOSE, RECOMMENDATION
+from tests.conftest import WORKER_READY, Process
+from tests.pipeline import Topics
+from tests.test_lifecycle_topics import new_draft
+
+UPDATE = {"eventName": None, "description": None, "startDate": None, "endDate": None,
+          "channels": None}
+
+
+@pytest.mark.parametrize("sig_kill", [False, True], ids=["stop", "kill-9"])
+def test_restarted_worker_recovers_the_table_from_its_changelog(
+        topics: Topics, worker: Process, sig_kill: bool) -> None:
+    user = str(uuid.uuid4())
+    event_id = new_draft(topics, user)
+    topics.apply(PURPOSE, event_id, user, "DraftUpdated", {**UPDATE, "eventName": "전"})
+    assert topics.version(event_id) == 2
+
+    worker.restart(WORKER_READY, sig_kill=sig_kill)
+
+    # Only a recovered state knows this event and its version; a lost one says EVENT_005.
+    after = topics.apply(PURPOSE, event_id, user, "DraftUpdated", {**UPDATE, "eventName": "후"})
+    assert after["status"] == "ACCEPTED", after
+    assert int(after["eventVersion"]) == 3
+    doc = topics.event(event_id)
+    assert (doc["eventName"], doc["storeName"]) == ("후", "해피카페")
+
+
+def test_an_unfinished_job_fails_by_timeout(topics: Topics) -> None:
+    user = str(uuid.uuid4())
+    event_id = new_draft(topics, user)
+    job = str(uuid.uuid4())
+    topics.apply(RECOMMENDATION, event_id, user, "RecommendationRequested", {"jobId": job})
+    deadline = time.monotonic() + 60
+    status: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        status = topics.rds.hgetall(f"job:status:{job}")
+        if status.get("status") == "FAILED":
+            break
+        time.sleep(0.5)
+    assert status["status"] == "FAILED"
+    assert status["error"].startswith("TIMEOUT")
+    # A report after the timeout changes nothing: the job stays FAILED.
+    late = topics.apply(RECOMMENDATION, event_id, user, "RecommendationJobProgress",
+                        {"jobId": job, "progress": 90})
+    assert late["status"] == "ACCEPTED"
+    assert topics.rds.hgetall(f"job:status:{job}")["status"] == "FAILED"
