@@ -121,6 +121,9 @@ def process_env(stack: Settings) -> dict[str, str]:
         "DATABASE_URL": stack.database_url,
         "REDIS_URL": stack.redis_url,
         "WORKER_WEB_PORT": str(_free_port()),
+        # The suite's worker keeps its table in RocksDB (make run's default is memory://).
+        "TABLE_STORE": "rocksdb://",
+        "DATA_DIR": str(ROOT / ".stack" / "test-worker"),
         # Short job timeouts, so the timeout path can be seen within a test.
         "JOB_TIMEOUT_SECONDS": "15",
         "JOB_TIMEOUT_CHECK_SECONDS": "1",

@@ -16,6 +16,14 @@ from streams.registry import record_namespace, register_all, registry_client
 from streams.topics import ALL_TOPICS, TopicSpec
 
 
+def java_partitioned(settings: Settings) -> dict[str, Any]:
+    """librdkafka hashes keys with CRC32 unless told otherwise; the pipeline (aiokafka, Faust)
+    and Java clients use murmur2. Every producer of a key must agree, or one event's
+    messages land on two partitions and miss its state."""
+    return {"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all",
+            "partitioner": "murmur2_random"}
+
+
 class Topics:
     """Produces command envelopes with the project's codec; reads outcomes from Redis."""
 
@@ -23,8 +31,7 @@ class Topics:
         ids = register_all(settings.schema_registry_url)
         client = registry_client(settings.schema_registry_url)
         self.codecs = {s.name: AvroCodec(s, client, ids[s.subject]) for s in ALL_TOPICS}
-        self.producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers,
-                                  "acks": "all"})
+        self.producer = Producer(java_partitioned(settings))
         self.rds = rds
 
     def raw(self, topic: str, key: bytes | None, value: bytes | None) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import time
 import uuid
 
@@ -16,14 +17,18 @@ UPDATE = {"eventName": None, "description": None, "startDate": None, "endDate": 
           "channels": None}
 
 
-@pytest.mark.parametrize("sig_kill", [False, True], ids=["stop", "kill-9"])
+@pytest.mark.parametrize(("sig_kill", "lose_store"), [(False, False), (True, False), (True, True)],
+                         ids=["stop", "kill-9", "kill-9-and-lost-local-store"])
 def test_restarted_worker_recovers_the_table_from_its_changelog(
-        topics: Topics, worker: Process, sig_kill: bool) -> None:
+        topics: Topics, worker: Process, sig_kill: bool, lose_store: bool) -> None:
     user = str(uuid.uuid4())
     event_id = new_draft(topics, user)
     topics.apply(PURPOSE, event_id, user, "DraftUpdated", {**UPDATE, "eventName": "전"})
     assert topics.version(event_id) == 2
 
+    if lose_store:
+        worker.stop(sig_kill=True)
+        shutil.rmtree(worker.env["DATA_DIR"])  # the RocksDB files are gone
     worker.restart(WORKER_READY, sig_kill=sig_kill)
 
     # Only a recovered state knows this event and its version; a lost one says EVENT_005.

@@ -17,7 +17,7 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 from eventpipe.settings import Settings
 from streams.registry import local_schema, local_schema_str
 from streams.topics import PURPOSE
-from tests.pipeline import Topics
+from tests.pipeline import Topics, java_partitioned
 from tests.test_lifecycle_topics import STORE
 
 
@@ -25,7 +25,7 @@ def _produce_with_confluent(settings: Settings, schema_str: str, value: dict) ->
     serialize = AvroSerializer(
         SchemaRegistryClient({"url": settings.schema_registry_url}), schema_str,
         conf={"auto.register.schemas": False, "use.latest.version": False})
-    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    producer = Producer(java_partitioned(settings))
     producer.produce(PURPOSE.name, key=value["eventId"].encode(),
                      value=serialize(value, SerializationContext(PURPOSE.name,
                                                                  MessageField.VALUE)))
