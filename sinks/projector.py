@@ -28,6 +28,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 from eventpipe.settings import Settings
 from sinks.postgres import PostgresSink
 from sinks.redis import RedisSink
+from streams import metrics
 from streams.admin import EVENTS_TABLE
 from streams.codec import AvroCodec, DecodeError
 from streams.topics import OUTCOME, changelog_topic
@@ -151,11 +152,14 @@ class Projector:
             with attempt:
                 await write(*args)
         self.healthy[store] = True
+        metrics.SINK_DOWN.labels(store).set(0)
+        metrics.SINK_WRITES.labels(store).inc(len(args[0]) + len(args[-1]))
 
     def _down(self, store: str, exc: BaseException | None) -> None:
         if self.healthy.get(store):
             log.warning("%s unavailable, retrying until it is back: %s", store, exc)
         self.healthy[store] = False
+        metrics.SINK_DOWN.labels(store).set(1)
 
 
 def _store_errors() -> tuple[type[BaseException], ...]:

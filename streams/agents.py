@@ -15,7 +15,7 @@ from typing import Any
 import faust
 from faust.types import EventT
 from faust.web import Request, Response, View
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from streams import lifecycle, metrics
@@ -250,4 +250,5 @@ def install_agents(pipeline: Pipeline) -> None:
     @app.page("/metrics")
     class Metrics(View):
         async def get(self, request: Request) -> Response:
-            return self.bytes(generate_latest(), content_type=CONTENT_TYPE_LATEST)
+            # aiohttp takes the bare media type; Prometheus reads text format 0.0.4 by default.
+            return self.bytes(generate_latest(), content_type="text/plain")
