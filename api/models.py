@@ -2,28 +2,97 @@
 
 from __future__ import annotations
 
+import uuid
+from datetime import date
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-__all__ = ["Accepted", "ErrorBody", "EventView", "PurposeDraft", "PurposeRequest"]
+from streams.vocabulary import Channel, EventStatus
 
-_MAX_TEXT = 200
+__all__ = [
+    "Accepted",
+    "ContentGenerationRequest",
+    "ErrorBody",
+    "EventPage",
+    "EventView",
+    "JobAccepted",
+    "JobStatus",
+    "PatchEventRequest",
+    "PublishRequest",
+    "PublishResult",
+    "PurposeDraft",
+    "PurposeRequest",
+    "RecommendationRequest",
+    "SelectRecommendationRequest",
+]
+
+_NAME = 200
+_TEXT = 5000
+
+ImageStyle = Literal["SIMPLE", "FANCY", "TRENDY"]
+ListableStatus = Literal["DRAFT", "PUBLISHED", "ENDED"]
 
 
-class PurposeRequest(BaseModel):
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class PurposeRequest(_Body):
     """Store fields are checked by the service (EVENT_002), not by the schema, as in seed 001."""
 
-    model_config = ConfigDict(json_schema_extra={"examples": [{
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "objective": "신규 고객 유치", "storeName": "맛있는집", "industry": "음식점",
         "address": "서울시 강남구",
     }]})
 
-    objective: str = Field(max_length=_MAX_TEXT, description="Korean label or code")
-    storeName: str | None = Field(None, max_length=_MAX_TEXT)
+    objective: str = Field(max_length=_NAME, description="Korean label or code")
+    storeName: str | None = Field(None, max_length=_NAME)
     industry: str | None = Field(None, max_length=100)
     address: str | None = Field(None, max_length=500)
-    storeId: str | None = Field(None, pattern=r"^[0-9a-fA-F-]{32,36}$")
+    storeId: uuid.UUID | None = None
+
+
+class PatchEventRequest(_Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "eventName": "겨울 커피 축제", "startDate": "2026-12-01", "endDate": "2026-12-31",
+        "channels": ["INSTAGRAM", "KAKAO_CHANNEL"],
+    }]})
+
+    eventName: str | None = Field(None, min_length=1, max_length=_NAME)
+    description: str | None = Field(None, max_length=_TEXT)
+    startDate: date | None = None
+    endDate: date | None = None
+    channels: list[Channel] | None = Field(None, max_length=len(Channel))
+
+    @model_validator(mode="after")
+    def _something(self) -> PatchEventRequest:
+        if not self.model_fields_set:
+            raise ValueError("give at least one of eventName, description, startDate, "
+                             "endDate, channels")
+        return self
+
+
+class RecommendationRequest(_Body):
+    """`{}`: the draft's objective and store are what the AI works from."""
+
+
+class SelectRecommendationRequest(_Body):
+    recommendationId: uuid.UUID
+    eventName: str | None = Field(None, min_length=1, max_length=_NAME)
+    description: str | None = Field(None, max_length=_TEXT)
+
+
+class ContentGenerationRequest(_Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
+        "styles": ["SIMPLE", "TRENDY"], "platforms": ["INSTAGRAM", "GENIE_TV"]}]})
+
+    styles: list[ImageStyle] = Field(min_length=1, max_length=3)
+    platforms: list[Channel] = Field(min_length=1, max_length=len(Channel))
+
+
+class PublishRequest(_Body):
+    channels: list[Channel] | None = Field(None, min_length=1, max_length=len(Channel))
 
 
 class PurposeDraft(BaseModel):
@@ -41,6 +110,11 @@ class Accepted(BaseModel):
     eventId: str | None = None
 
 
+class JobAccepted(BaseModel):
+    jobId: str
+    status: Literal["PENDING"] = "PENDING"
+
+
 class ErrorBody(BaseModel):
     code: str
     message: str
@@ -51,7 +125,7 @@ class EventView(BaseModel):
     eventId: str
     userId: str
     storeId: str
-    status: str
+    status: EventStatus
     objective: str
     storeName: str
     industry: str
@@ -62,6 +136,7 @@ class EventView(BaseModel):
     endDate: str | None
     channels: list[str]
     recommendations: list[dict[str, Any]]
+    trendAnalysis: dict[str, Any] | None = None
     images: list[dict[str, Any]]
     selectedRecommendationId: str | None
     selectedImageId: str | None
@@ -70,3 +145,40 @@ class EventView(BaseModel):
     distributionResults: list[dict[str, Any]]
     createdAt: str
     updatedAt: str
+
+
+class EventSummary(BaseModel):
+    eventId: str
+    status: str
+    objective: str
+    eventName: str | None
+    storeName: str
+    startDate: str | None
+    endDate: str | None
+    createdAt: str
+    updatedAt: str
+
+
+class EventPage(BaseModel):
+    items: list[EventSummary]
+    page: int
+    size: int
+    total: int
+
+
+class PublishResult(BaseModel):
+    eventId: str
+    status: Literal["PUBLISHED", "ENDED"]
+    distributionResults: list[dict[str, Any]]
+
+
+class JobStatus(BaseModel):
+    jobId: str
+    jobType: Literal["AI_RECOMMENDATION", "IMAGE_GENERATION"]
+    status: Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED"]
+    progress: int
+    message: str | None = None
+    error: str | None = None
+    recommendations: list[dict[str, Any]] | None = None
+    trendAnalysis: dict[str, Any] | None = None
+    images: list[dict[str, Any]] | None = None

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from sinks.documents import objective_label
-from sinks.redis import draft_key
+from sinks.redis import draft_key, job_key
 
 __all__ = ["EventQueries"]
 
@@ -39,15 +39,69 @@ class EventQueries:
 
     async def event_at_least(self, event_id: str, version: int,
                              wait_seconds: float) -> dict[str, Any] | None:
-        """Read-your-writes: the event once the projection has reached `version`."""
+        """Read-your-writes: the event once the projection has reached `version`, or None
+        if it has not within the wait."""
         deadline = time.monotonic() + wait_seconds
         while True:
             found = await self.event(event_id)
             if found is not None and found[1] >= version:
                 return found[0]
             if time.monotonic() >= deadline:
-                return found[0] if found else None
+                return None
             await asyncio.sleep(0.01)
+
+    async def event_gone(self, event_id: str, wait_seconds: float) -> bool:
+        """Read-your-writes for a discard: True once the projection no longer has it."""
+        deadline = time.monotonic() + wait_seconds
+        while await self.event(event_id) is not None:
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    async def events_of(self, user_id: str, status: str | None, page: int,
+                        size: int) -> tuple[list[dict[str, Any]], int]:
+        """One page of the user's events, newest first, and how many there are in all."""
+        where, params = "user_id = %s", [user_id]
+        if status:
+            where += " AND status = %s"
+            params.append(status)
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(f"SELECT count(*) AS n FROM events WHERE {where}", params)
+            total = (await cur.fetchone())["n"]
+            await cur.execute(
+                "SELECT event_id, status, objective, event_name, store_name, start_date,"
+                f" end_date, created_at, updated_at FROM events WHERE {where}"
+                " ORDER BY created_at DESC, event_id LIMIT %s OFFSET %s",
+                [*params, size, page * size])
+            rows = await cur.fetchall()
+        return [{
+            "eventId": str(r["event_id"]), "status": r["status"],
+            "objective": objective_label(r["objective"]), "eventName": r["event_name"],
+            "storeName": r["store_name"],
+            "startDate": r["start_date"].isoformat() if r["start_date"] else None,
+            "endDate": r["end_date"].isoformat() if r["end_date"] else None,
+            "createdAt": _iso(r["created_at"]), "updatedAt": _iso(r["updated_at"]),
+        } for r in rows], total
+
+    async def job(self, job_id: str) -> dict[str, Any] | None:
+        """The job's status hash (Redis), or its row (PostgreSQL)."""
+        try:
+            found = await self.redis.hgetall(job_key(job_id))
+        except (RedisError, OSError):
+            found = {}
+        if found:
+            return {"jobId": job_id, "jobType": found["jobType"], "status": found["status"],
+                    "progress": int(found["progress"]), "eventId": found["eventId"],
+                    "userId": found.get("userId"), "error": found.get("error")}
+        async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute("SELECT * FROM jobs WHERE job_id = %s", (job_id,))
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        return {"jobId": job_id, "jobType": row["job_type"], "status": row["status"],
+                "progress": row["progress"], "eventId": str(row["event_id"]),
+                "userId": _str(row["user_id"]), "error": row["error_message"]}
 
     async def _event_from_postgres(self, event_id: str) -> tuple[dict[str, Any], int] | None:
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
@@ -89,9 +143,11 @@ class EventQueries:
             ],
             "images": [
                 {"imageId": str(i["image_id"]), "imageUrl": i["image_url"], "style": i["style"],
-                 "platform": i["platform"], "isSelected": i["is_selected"]}
+                 "platform": i["platform"], "isSelected": i["is_selected"],
+                 "jobId": _str(i["job_id"])}
                 for i in images
             ],
+            "trendAnalysis": e["trend_analysis"],
             "selectedRecommendationId": _str(e["selected_recommendation_id"]),
             "selectedImageId": _str(e["selected_image_id"]),
             "selectedImageUrl": e["selected_image_url"],

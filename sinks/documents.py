@@ -10,7 +10,7 @@ from typing import Any
 
 from streams.vocabulary import OBJECTIVE_LABELS, Objective
 
-__all__ = ["event_document", "iso_ms", "objective_label"]
+__all__ = ["event_document", "image_view", "iso_ms", "job_view", "objective_label"]
 
 
 def iso_ms(epoch_ms: int | None) -> str | None:
@@ -21,6 +21,17 @@ def iso_ms(epoch_ms: int | None) -> str | None:
 
 def objective_label(code: str) -> str:
     return OBJECTIVE_LABELS[Objective(code)]
+
+
+def job_view(job: dict[str, Any]) -> dict[str, Any]:
+    return {"jobId": job["jobId"], "jobType": job["jobType"], "status": job["status"],
+            "progress": job["progress"], "error": job.get("error")}
+
+
+def image_view(image: dict[str, Any], selected_id: str | None) -> dict[str, Any]:
+    return {"imageId": image["imageId"], "imageUrl": image["imageUrl"],
+            "style": image["style"], "platform": image["platform"],
+            "isSelected": image["imageId"] == selected_id, "jobId": image.get("jobId")}
 
 
 def event_document(state: dict[str, Any]) -> dict[str, Any]:
@@ -44,13 +55,12 @@ def event_document(state: dict[str, Any]) -> dict[str, Any]:
             {**r, "isSelected": r["recommendationId"] == selected_rec}
             for r in state.get("recommendations") or []
         ],
-        "images": [
-            {**i, "isSelected": i["imageId"] == selected_img} for i in state.get("images") or []
-        ],
+        "images": [image_view(i, selected_img) for i in state.get("images") or []],
+        "trendAnalysis": state.get("trendAnalysis"),
         "selectedRecommendationId": selected_rec,
         "selectedImageId": selected_img,
         "selectedImageUrl": state.get("selectedImageUrl"),
-        "jobs": list((state.get("jobs") or {}).values()),
+        "jobs": [job_view(j) for j in (state.get("jobs") or {}).values()],
         "distributionResults": list(state.get("distributionResults") or []),
         "createdAt": iso_ms(state["createdAt"]),
         "updatedAt": iso_ms(state["updatedAt"]),

@@ -16,6 +16,7 @@ _EVENT_COLUMNS = (
     "start_date", "end_date", "status", "selected_image_id", "selected_image_url", "channels",
     "created_at", "updated_at", "store_name", "industry", "address",
     "selected_recommendation_id", "distribution_results", "published_at", "ended_at", "version",
+    "trend_analysis",
 )
 _UPSERT_EVENT = (
     f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) "
@@ -35,12 +36,12 @@ _INSERT_RECOMMENDATION = (
 )
 _INSERT_IMAGE = (
     "INSERT INTO generated_images (image_id, event_id, image_url, style, platform,"
-    " is_selected, created_at, updated_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+    " is_selected, created_at, updated_at, job_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _UPSERT_JOB = (
     "INSERT INTO jobs (job_id, event_id, job_type, status, progress, error_message,"
-    " completed_at, created_at, updated_at, version) VALUES (%s, %s, %s, %s, %s, %s, %s, %s,"
-    " %s, %s) ON CONFLICT (job_id) DO UPDATE SET status = EXCLUDED.status,"
+    " completed_at, created_at, updated_at, version, user_id) VALUES (%s, %s, %s, %s, %s, %s,"
+    " %s, %s, %s, %s, %s) ON CONFLICT (job_id) DO UPDATE SET status = EXCLUDED.status,"
     " progress = EXCLUDED.progress, error_message = EXCLUDED.error_message,"
     " completed_at = EXCLUDED.completed_at, updated_at = EXCLUDED.updated_at,"
     " version = EXCLUDED.version WHERE jobs.version < EXCLUDED.version"
@@ -69,6 +70,7 @@ def _event_row(s: dict[str, Any]) -> tuple[Any, ...]:
         s["storeName"], s["industry"], s["address"], s.get("selectedRecommendationId"),
         json.dumps(s.get("distributionResults") or [], ensure_ascii=False),
         _ts(s.get("publishedAt")), _ts(s.get("endedAt")), s["version"],
+        json.dumps(s["trendAnalysis"], ensure_ascii=False) if s.get("trendAnalysis") else None,
     )
 
 
@@ -85,13 +87,14 @@ def _image_rows(s: dict[str, Any]) -> list[tuple[Any, ...]]:
     selected = s.get("selectedImageId")
     at = _ts(s["updatedAt"])
     return [(i["imageId"], s["eventId"], i["imageUrl"], i["style"], i["platform"],
-             i["imageId"] == selected, at, at)
+             i["imageId"] == selected, at, at, i.get("jobId"))
             for i in s.get("images") or []]
 
 
 def _job_rows(s: dict[str, Any]) -> list[tuple[Any, ...]]:
     return [(j["jobId"], s["eventId"], j["jobType"], j["status"], j["progress"], j["error"],
-             _ts(j["completedAt"]), _ts(j["createdAt"]), _ts(j["updatedAt"]), s["version"])
+             _ts(j["completedAt"]), _ts(j["createdAt"]), _ts(j["updatedAt"]), s["version"],
+             s["userId"])
             for j in (s.get("jobs") or {}).values()]
 
 

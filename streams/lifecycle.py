@@ -281,7 +281,8 @@ def _images_generated(state: EventState, cmd: Command) -> Decision:
         return _unchanged(state, cmd)
     return _accept(state, cmd, {
         **_with_job(state, _completed(job, cmd)),
-        "images": [*state.get("images", []), *(dict(i) for i in cmd.payload["images"])],
+        "images": [*state.get("images", []),
+                   *({**i, "jobId": job["jobId"]} for i in cmd.payload["images"])],
     })
 
 

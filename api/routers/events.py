@@ -1,17 +1,25 @@
-"""Event commands and queries (SPEC 6)."""
+"""Events: create a draft, read, list, edit, discard (SPEC 6)."""
 
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
-from fastapi.responses import JSONResponse
+from fastapi import APIRouter, Query, Response
 
 from api.auth import CurrentUser
-from api.commands import Outcome
 from api.errors import ApiError
-from api.models import Accepted, ErrorBody, EventView, PurposeDraft, PurposeRequest
+from api.models import (
+    Accepted,
+    ErrorBody,
+    EventPage,
+    EventView,
+    ListableStatus,
+    PatchEventRequest,
+    PurposeDraft,
+    PurposeRequest,
+)
+from api.routers.common import dispatch, event_after, pending
 from api.services import ServicesDep
 from streams.topics import PURPOSE
 from streams.vocabulary import OBJECTIVE_LABELS, ErrorCode, parse_objective
@@ -20,26 +28,12 @@ router = APIRouter(prefix="/api/events", tags=["events"], responses={
     401: {"model": ErrorBody, "description": "AUTH_001"},
     422: {"model": ErrorBody, "description": "VALIDATION_ERROR"},
 })
-
-EventId = Path(description="the event's UUID")
-
-
-def _rejected(outcome: Outcome) -> ApiError:
-    return ApiError(outcome.code or ErrorCode.EVENT_003, outcome.message, outcome.details)
+_NOT_FOUND = {404: {"model": ErrorBody, "description": "EVENT_005"}}
+_WRONG_STATE = {409: {"model": ErrorBody, "description": "EVENT_003"}}
 
 
-def _pending(command_id: str, event_id: str) -> JSONResponse:
-    body = Accepted(commandId=command_id, eventId=event_id)
-    return JSONResponse(body.model_dump(), status_code=202)
-
-
-@router.post(
-    "/purposes",
-    status_code=201,
-    response_model=PurposeDraft,
-    responses={202: {"model": Accepted}, 400: {"model": ErrorBody,
-                                              "description": "EVENT_001, EVENT_002"}},
-)
+@router.post("/purposes", status_code=201, response_model=PurposeDraft, responses={
+    202: {"model": Accepted}, 400: {"model": ErrorBody, "description": "EVENT_001, EVENT_002"}})
 async def select_purpose(body: PurposeRequest, user: CurrentUser, services: ServicesDep) -> Any:
     """Step 1 (seed 001): pick an objective; creates a DRAFT through the pipeline."""
     objective = parse_objective(body.objective)
@@ -49,45 +43,59 @@ async def select_purpose(body: PurposeRequest, user: CurrentUser, services: Serv
     missing = [name for name, value in store.items() if not (value or "").strip()]
     if missing:
         raise ApiError(ErrorCode.EVENT_002, details=missing)
-    event_id = str(uuid.uuid4())
     payload = {**store, "objective": objective.value,
-               "storeId": str(uuid.UUID(body.storeId)) if body.storeId else None}
-    wait = services.settings.command_wait_seconds
-    command_id, outcome = await services.commands.submit(
-        PURPOSE, event_id, user, "PurposeSelected", payload, wait)
-    if outcome is None:
-        return _pending(command_id, event_id)
-    if not outcome.accepted:
-        raise _rejected(outcome)
-    doc = await services.queries.event_at_least(event_id, outcome.event_version, wait)
-    if doc is None:
-        return _pending(command_id, event_id)
-    return PurposeDraft(eventDraftId=event_id, objective=OBJECTIVE_LABELS[objective],
+               "storeId": str(body.storeId) if body.storeId else None}
+    done = await dispatch(services, PURPOSE, str(uuid.uuid4()), user, "PurposeSelected", payload)
+    doc = await event_after(services, done)
+    if not isinstance(doc, dict):
+        return doc
+    return PurposeDraft(eventDraftId=done.event_id, objective=OBJECTIVE_LABELS[objective],
                         storeName=doc["storeName"], status=doc["status"])
 
 
-@router.get("/commands/{commandId}", responses={404: {"model": ErrorBody}})
-async def command_outcome(commandId: uuid.UUID, user: CurrentUser,
-                          services: ServicesDep) -> dict[str, Any]:
-    """The outcome of an accepted command (after a 202)."""
-    outcome = await services.waiter.read(str(commandId))
-    if outcome is None or outcome.user_id != user:
-        raise ApiError("COMMAND_001", "명령을 찾을 수 없습니다 (아직 처리 중일 수 있습니다)",
-                       status=404)
-    return {
-        "commandId": outcome.command_id, "eventId": outcome.event_id,
-        "commandType": outcome.command_type, "status": outcome.status,
-        "code": outcome.code, "message": outcome.message, "details": outcome.details,
-    }
+@router.get("", response_model=EventPage)
+async def list_events(
+    user: CurrentUser, services: ServicesDep,
+    status: Annotated[ListableStatus | None, Query(description="only this status")] = None,
+    page: Annotated[int, Query(ge=0, le=100_000, description="0-based")] = 0,
+    size: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> Any:
+    """The caller's events, newest first (from PostgreSQL)."""
+    items, total = await services.queries.events_of(user, status, page, size)
+    return {"items": items, "page": page, "size": size, "total": total}
 
 
-@router.get("/{eventId}", response_model=EventView,
-            responses={404: {"model": ErrorBody, "description": "EVENT_005"}})
-async def get_event(user: CurrentUser, services: ServicesDep,
-                    eventId: uuid.UUID = EventId) -> Any:
+@router.get("/{eventId}", response_model=EventView, responses=_NOT_FOUND)
+async def get_event(eventId: uuid.UUID, user: CurrentUser, services: ServicesDep) -> Any:
     """The event as the projections hold it (Redis, then PostgreSQL)."""
     found = await services.queries.event(str(eventId))
     # Another user's event is as absent as a missing one.
     if found is None or found[0]["userId"] != user:
         raise ApiError(ErrorCode.EVENT_005)
     return found[0]
+
+
+@router.patch("/{eventId}", response_model=EventView, responses={
+    202: {"model": Accepted}, 400: {"model": ErrorBody, "description": "EVENT_006"},
+    **_NOT_FOUND, **_WRONG_STATE})
+async def edit_draft(eventId: uuid.UUID, body: PatchEventRequest, user: CurrentUser,
+                     services: ServicesDep) -> Any:
+    """Edit a DRAFT: name, description, dates, channels."""
+    if body.startDate and body.endDate and body.startDate > body.endDate:
+        raise ApiError(ErrorCode.EVENT_006, details=[f"{body.startDate} > {body.endDate}"])
+    payload = body.model_dump(include={"eventName", "description", "startDate", "endDate",
+                                       "channels"})
+    done = await dispatch(services, PURPOSE, str(eventId), user, "DraftUpdated", payload)
+    return await event_after(services, done)
+
+
+@router.delete("/{eventId}", status_code=204, response_class=Response, response_model=None,
+               responses={202: {"model": Accepted}, **_NOT_FOUND, **_WRONG_STATE})
+async def discard_draft(eventId: uuid.UUID, user: CurrentUser, services: ServicesDep) -> Any:
+    """Throw a DRAFT away: it leaves both stores; its jobs' history stays."""
+    done = await dispatch(services, PURPOSE, str(eventId), user, "DraftDiscarded",
+                          {"reason": None})
+    wait = services.settings.command_wait_seconds
+    if done.outcome is None or not await services.queries.event_gone(done.event_id, wait):
+        return pending(done.command_id, done.event_id)
+    return Response(status_code=204)

@@ -1,0 +1,45 @@
+"""Images: generate one per (style, platform), pick one (seed 003)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from api.auth import CurrentUser
+from api.models import Accepted, ContentGenerationRequest, ErrorBody, EventView, JobAccepted
+from api.routers.common import dispatch, event_after, pending
+from api.services import ServicesDep
+from streams.topics import IMAGE
+
+router = APIRouter(prefix="/api/events/{eventId}", tags=["images"], responses={
+    401: {"model": ErrorBody, "description": "AUTH_001"},
+    404: {"model": ErrorBody, "description": "EVENT_005"},
+    409: {"model": ErrorBody, "description": "EVENT_003"},
+})
+
+
+@router.post("/content-generation", status_code=202, response_model=JobAccepted)
+async def generate_images(eventId: uuid.UUID, body: ContentGenerationRequest, user: CurrentUser,
+                          services: ServicesDep) -> Any:
+    """Start an IMAGE_GENERATION job; poll GET /api/events/jobs/{jobId}/status."""
+    job_id = str(uuid.uuid4())
+    payload = {"jobId": job_id, "styles": list(dict.fromkeys(body.styles)),
+               "platforms": [p.value for p in dict.fromkeys(body.platforms)]}
+    done = await dispatch(services, IMAGE, str(eventId), user, "ImageGenerationRequested",
+                          payload)
+    if done.outcome is None:
+        return pending(done.command_id, done.event_id, jobId=job_id)
+    return JSONResponse({"jobId": job_id, "status": "PENDING"}, status_code=202)
+
+
+@router.put("/images/{imageId}/select", response_model=EventView,
+            responses={202: {"model": Accepted}})
+async def select_image(eventId: uuid.UUID, imageId: uuid.UUID, user: CurrentUser,
+                       services: ServicesDep) -> Any:
+    """Pick the event's image."""
+    done = await dispatch(services, IMAGE, str(eventId), user, "ImageSelected",
+                          {"imageId": str(imageId)})
+    return await event_after(services, done)

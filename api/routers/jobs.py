@@ -1,0 +1,45 @@
+"""Job status as seed 004 shows it."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter
+
+from api.auth import CurrentUser
+from api.errors import ApiError
+from api.models import ErrorBody, JobStatus
+from api.services import ServicesDep
+from streams.vocabulary import ErrorCode
+
+router = APIRouter(prefix="/api/events/jobs", tags=["jobs"], responses={
+    401: {"model": ErrorBody, "description": "AUTH_001"}})
+
+RUNNING_MESSAGE = {"AI_RECOMMENDATION": "AI가 분석 중입니다",
+                   "IMAGE_GENERATION": "이미지를 생성 중입니다"}
+FAILED_MESSAGE = "다시 시도해주세요"
+
+
+@router.get("/{jobId}/status", response_model=JobStatus, response_model_exclude_none=True,
+            responses={404: {"model": ErrorBody, "description": "JOB_001"}})
+async def job_status(jobId: uuid.UUID, user: CurrentUser, services: ServicesDep) -> Any:
+    """PENDING/PROCESSING with a message; COMPLETED with the results; FAILED with the error."""
+    job = await services.queries.job(str(jobId))
+    if job is None or job["userId"] != user:
+        raise ApiError(ErrorCode.JOB_001)
+    body: dict[str, Any] = {k: job[k] for k in ("jobId", "jobType", "status", "progress")}
+    if job["status"] in ("PENDING", "PROCESSING"):
+        body["message"] = RUNNING_MESSAGE[job["jobType"]]
+    elif job["status"] == "FAILED":
+        body["error"] = job["error"] or "작업 실패"
+        body["message"] = FAILED_MESSAGE
+    else:
+        found = await services.queries.event(job["eventId"])
+        doc = found[0] if found else {"recommendations": [], "images": []}
+        if job["jobType"] == "AI_RECOMMENDATION":
+            body["recommendations"] = doc["recommendations"]
+            body["trendAnalysis"] = doc.get("trendAnalysis")
+        else:
+            body["images"] = [i for i in doc["images"] if i.get("jobId") == job["jobId"]]
+    return body

@@ -1,0 +1,54 @@
+"""AI recommendations: ask for three, pick one (seeds 002, 004)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body
+from fastapi.responses import JSONResponse
+
+from api.auth import CurrentUser
+from api.models import (
+    Accepted,
+    ErrorBody,
+    EventView,
+    JobAccepted,
+    RecommendationRequest,
+    SelectRecommendationRequest,
+)
+from api.routers.common import dispatch, event_after, pending
+from api.services import ServicesDep
+from streams.topics import RECOMMENDATION
+
+router = APIRouter(prefix="/api/events/{eventId}", tags=["recommendations"], responses={
+    401: {"model": ErrorBody, "description": "AUTH_001"},
+    404: {"model": ErrorBody, "description": "EVENT_005"},
+    409: {"model": ErrorBody, "description": "EVENT_003"},
+})
+
+
+@router.post("/ai-recommendations", status_code=202, response_model=JobAccepted)
+async def request_recommendations(
+    eventId: uuid.UUID, user: CurrentUser, services: ServicesDep,
+    _body: Annotated[RecommendationRequest | None, Body()] = None,
+) -> Any:
+    """Start an AI_RECOMMENDATION job (the draft's objective and store are used); poll
+    GET /api/events/jobs/{jobId}/status."""
+    job_id = str(uuid.uuid4())
+    done = await dispatch(services, RECOMMENDATION, str(eventId), user,
+                          "RecommendationRequested", {"jobId": job_id})
+    if done.outcome is None:
+        return pending(done.command_id, done.event_id, jobId=job_id)
+    return JSONResponse({"jobId": job_id, "status": "PENDING"}, status_code=202)
+
+
+@router.put("/recommendations", response_model=EventView, responses={202: {"model": Accepted}})
+async def select_recommendation(eventId: uuid.UUID, body: SelectRecommendationRequest,
+                                user: CurrentUser, services: ServicesDep) -> Any:
+    """Pick one of the three, optionally renaming and describing the event."""
+    payload = {"recommendationId": str(body.recommendationId), "eventName": body.eventName,
+               "description": body.description}
+    done = await dispatch(services, RECOMMENDATION, str(eventId), user,
+                          "RecommendationSelected", payload)
+    return await event_after(services, done)
