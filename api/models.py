@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from streams.vocabulary import Channel, EventStatus
 
 __all__ = [
+    "COMMON_RESPONSES",
     "Accepted",
     "ContentGenerationRequest",
     "ErrorBody",
@@ -119,6 +120,14 @@ class ErrorBody(BaseModel):
     code: str
     message: str
     details: list[Any] | None = None
+
+
+# Every /api route can answer these; declared once so the OpenAPI document says so.
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "AUTH_001: no or bad token"},
+    422: {"model": ErrorBody, "description": "VALIDATION_ERROR: malformed request"},
+    503: {"model": ErrorBody, "description": "SERVICE_UNAVAILABLE: a store or the broker is down"},
+}
 
 
 class EventView(BaseModel):

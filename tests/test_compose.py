@@ -58,3 +58,11 @@ def test_docker_compose_config_accepts_the_file() -> None:
     result = subprocess.run([*command, "-f", str(COMPOSE), "config", "--quiet"],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_registry_keeps_schemas_in_postgresql_in_both_stacks() -> None:
+    registry = yaml.safe_load(COMPOSE.read_text())["services"]["schema-registry"]["environment"]
+    assert registry["APICURIO_STORAGE_SQL_KIND"] == "postgresql"
+    assert registry["APICURIO_DATASOURCE_URL"].endswith("/registry")
+    assert "-Dapicurio.storage.sql.kind=postgresql" in STACK
+    assert "CREATE DATABASE registry" in (ROOT / "stack/compose/init-registry.sql").read_text()

@@ -134,7 +134,7 @@ def test_requests_without_a_valid_token_are_auth_001(client: httpx.Client) -> No
 
 def test_malformed_bodies_are_4xx_with_a_code(client: httpx.Client,
                                               auth: dict[str, str]) -> None:
-    bad = [b"{", b"[]", b'{"objective": 5}', b'{"storeName": "x"}']
+    bad = [b"{", b"[]", b"\xff\xfe\x00", b'{"objective": 5}', b'{"storeName": "x"}']
     for content in bad:
         response = client.post("/api/events/purposes", content=content,
                                headers={**auth, "Content-Type": "application/json"})

@@ -9,11 +9,12 @@ from fastapi import APIRouter
 
 from api.auth import CurrentUser
 from api.errors import ApiError
-from api.models import ErrorBody
+from api.models import COMMON_RESPONSES, ErrorBody
 from api.services import ServicesDep
 
 router = APIRouter(prefix="/api/events/commands", tags=["commands"], responses={
-    401: {"model": ErrorBody, "description": "AUTH_001"}})
+    **COMMON_RESPONSES,
+})
 
 
 @router.get("/{commandId}", responses={404: {"model": ErrorBody, "description": "COMMAND_001"}})

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Response
 from api.auth import CurrentUser
 from api.errors import ApiError
 from api.models import (
+    COMMON_RESPONSES,
     Accepted,
     ErrorBody,
     EventPage,
@@ -25,8 +26,7 @@ from streams.topics import PURPOSE
 from streams.vocabulary import OBJECTIVE_LABELS, ErrorCode, parse_objective
 
 router = APIRouter(prefix="/api/events", tags=["events"], responses={
-    401: {"model": ErrorBody, "description": "AUTH_001"},
-    422: {"model": ErrorBody, "description": "VALIDATION_ERROR"},
+    **COMMON_RESPONSES,
 })
 _NOT_FOUND = {404: {"model": ErrorBody, "description": "EVENT_005"}}
 _WRONG_STATE = {409: {"model": ErrorBody, "description": "EVENT_003"}}

@@ -42,7 +42,8 @@ async def live() -> dict[str, str]:
     return {"status": "UP"}
 
 
-@router.get("/health/ready")
+@router.get("/health/ready",
+            responses={503: {"description": "a dependency is down; each check is named"}})
 async def ready(services: ServicesDep) -> JSONResponse:
     async def check(name: str) -> tuple[str, dict[str, Any]]:
         try:
@@ -57,6 +58,7 @@ async def ready(services: ServicesDep) -> JSONResponse:
                         status_code=200 if up else 503)
 
 
-@router.get("/metrics")
+@router.get("/metrics", response_class=Response, responses={
+    200: {"content": {"text/plain": {}}, "description": "Prometheus text format"}})
 async def metrics() -> Response:
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

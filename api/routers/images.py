@@ -9,13 +9,20 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from api.auth import CurrentUser
-from api.models import Accepted, ContentGenerationRequest, ErrorBody, EventView, JobAccepted
+from api.models import (
+    COMMON_RESPONSES,
+    Accepted,
+    ContentGenerationRequest,
+    ErrorBody,
+    EventView,
+    JobAccepted,
+)
 from api.routers.common import dispatch, event_after, pending
 from api.services import ServicesDep
 from streams.topics import IMAGE
 
 router = APIRouter(prefix="/api/events/{eventId}", tags=["images"], responses={
-    401: {"model": ErrorBody, "description": "AUTH_001"},
+    **COMMON_RESPONSES,
     404: {"model": ErrorBody, "description": "EVENT_005"},
     409: {"model": ErrorBody, "description": "EVENT_003"},
 })

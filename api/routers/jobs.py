@@ -9,12 +9,13 @@ from fastapi import APIRouter
 
 from api.auth import CurrentUser
 from api.errors import ApiError
-from api.models import ErrorBody, JobStatus
+from api.models import COMMON_RESPONSES, ErrorBody, JobStatus
 from api.services import ServicesDep
 from streams.vocabulary import ErrorCode
 
 router = APIRouter(prefix="/api/events/jobs", tags=["jobs"], responses={
-    401: {"model": ErrorBody, "description": "AUTH_001"}})
+    **COMMON_RESPONSES,
+})
 
 RUNNING_MESSAGE = {"AI_RECOMMENDATION": "AI가 분석 중입니다",
                    "IMAGE_GENERATION": "이미지를 생성 중입니다"}

@@ -8,14 +8,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 
 from api.auth import CurrentUser
-from api.models import Accepted, ErrorBody, EventView, PublishRequest, PublishResult
+from api.models import (
+    COMMON_RESPONSES,
+    Accepted,
+    ErrorBody,
+    EventView,
+    PublishRequest,
+    PublishResult,
+)
 from api.routers.common import dispatch, event_after
 from api.services import ServicesDep
 from streams.topics import PUBLISH
 
 router = APIRouter(prefix="/api/events/{eventId}", tags=["publishing"], responses={
+    **COMMON_RESPONSES,
     202: {"model": Accepted},
-    401: {"model": ErrorBody, "description": "AUTH_001"},
     404: {"model": ErrorBody, "description": "EVENT_005"},
     409: {"model": ErrorBody, "description": "EVENT_003, EVENT_004 (details: what is missing)"},
 })

@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 
 from api.auth import CurrentUser
 from api.models import (
+    COMMON_RESPONSES,
     Accepted,
     ErrorBody,
     EventView,
@@ -22,7 +23,7 @@ from api.services import ServicesDep
 from streams.topics import RECOMMENDATION
 
 router = APIRouter(prefix="/api/events/{eventId}", tags=["recommendations"], responses={
-    401: {"model": ErrorBody, "description": "AUTH_001"},
+    **COMMON_RESPONSES,
     404: {"model": ErrorBody, "description": "EVENT_005"},
     409: {"model": ErrorBody, "description": "EVENT_003"},
 })
