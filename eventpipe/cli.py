@@ -20,9 +20,12 @@ app = typer.Typer(no_args_is_help=True, help=__doc__)
 schemas_app = typer.Typer(no_args_is_help=True, help="Avro schemas in the registry.")
 db_app = typer.Typer(no_args_is_help=True, help="The PostgreSQL projection's schema.")
 topics_app = typer.Typer(no_args_is_help=True, help="Kafka topics.")
+projections_app = typer.Typer(no_args_is_help=True,
+                              help="PostgreSQL and Redis against the events changelog.")
 app.add_typer(schemas_app, name="schemas")
 app.add_typer(db_app, name="db")
 app.add_typer(topics_app, name="topics")
+app.add_typer(projections_app, name="projections")
 console = Console()
 
 
@@ -70,6 +73,26 @@ def db_migrate() -> None:
 
     applied = migrate(get_settings().database_url)
     console.print(f"applied: {', '.join(applied) or 'none (up to date)'}")
+
+
+@projections_app.command("check")
+def projections_check() -> None:
+    """Print every difference between the changelog and the stores; exit 1 if there is one."""
+    from sinks.maintenance import check
+
+    differences = asyncio.run(check(get_settings()))
+    for line in differences:
+        console.print(line, markup=False)
+    console.print(f"{len(differences)} differences")
+    raise typer.Exit(1 if differences else 0)
+
+
+@projections_app.command("rebuild")
+def projections_rebuild() -> None:
+    """Empty both projections and write them again from the changelog."""
+    from sinks.maintenance import rebuild
+
+    console.print(f"rebuilt {asyncio.run(rebuild(get_settings()))} events")
 
 
 @app.command()

@@ -142,6 +142,13 @@ class PostgresSink:
             if outcomes:
                 await cur.executemany(_INSERT_OUTCOME, [_outcome_row(o) for o in outcomes])
 
+    async def write_jobs(self, states: Sequence[dict[str, Any]]) -> None:
+        """Only the jobs of these states (a discarded event's jobs outlive it)."""
+        rows = [row for s in states for row in _job_rows(s)]
+        if rows:
+            async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                await cur.executemany(_UPSERT_JOB, rows)
+
     @staticmethod
     async def _upsert_events(cur: Any, states: Sequence[dict[str, Any]]) -> set[str]:
         """Upsert the rows; returns the eventIds actually written (newer than stored)."""

@@ -1,0 +1,142 @@
+"""Check and rebuild the projections against the `events` changelog, their source of truth.
+
+`check` reads the changelog to its end (the newest state per event) and compares both stores
+with it; `rebuild` empties the projected keys and rows and writes every state again through
+the same sinks the projector uses. Command outcomes are not in the changelog: a rebuild
+keeps them as they are.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer
+from psycopg.rows import dict_row
+from redis.asyncio import Redis
+
+from eventpipe.settings import Settings
+from sinks.postgres import PostgresSink
+from sinks.projector import PROJECTED_STATUSES, Batch
+from sinks.redis import RedisSink, draft_key
+from streams.admin import EVENTS_TABLE
+from streams.topics import changelog_topic
+
+__all__ = ["check", "read_changelog", "rebuild"]
+
+_REBUILD_BATCH = 2000
+_PROJECTED_KEYS = ("event:draft:*", "event:session:*", "job:status:*", "ai:recommendation:*")
+
+
+async def read_changelog(settings: Settings) -> dict[str, dict[str, Any]]:
+    """The newest state of every event, read from the changelog's start to its end."""
+    topic = changelog_topic(settings.app_id, EVENTS_TABLE)
+    # Without a group, a subscribing consumer is given every partition and commits nothing.
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap_servers,
+                                enable_auto_commit=False, group_id=None,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        partitions = sorted(consumer.assignment())
+        if not partitions:
+            return {}
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        batch = Batch()
+        pending = {tp for tp in partitions if ends[tp] > 0}
+        while pending:
+            polled = await consumer.getmany(*pending, timeout_ms=1000)
+            for tp, records in polled.items():
+                for record in records:
+                    if record.value is not None:
+                        batch.add_state(json.loads(record.value))
+                if await consumer.position(tp) >= ends[tp]:
+                    pending.discard(tp)
+        return batch.states
+    finally:
+        await consumer.stop()
+
+
+async def check(settings: Settings) -> list[str]:
+    """Every difference between the changelog and the two stores (empty: they agree)."""
+    states = await read_changelog(settings)
+    differences: list[str] = []
+    sink = PostgresSink(settings.database_url)
+    await sink.start()
+    try:
+        async with sink.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(
+                "SELECT e.event_id::text AS id, e.version, e.status,"
+                " (SELECT count(*) FROM ai_recommendations r WHERE r.event_id = e.event_id)"
+                " AS recs,"
+                " (SELECT count(*) FROM generated_images i WHERE i.event_id = e.event_id)"
+                " AS images FROM events e")
+            rows = {r["id"]: r for r in await cur.fetchall()}
+            await cur.execute("SELECT job_id::text AS id, status, progress FROM jobs")
+            jobs = {r["id"]: r for r in await cur.fetchall()}
+    finally:
+        await sink.stop()
+    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    try:
+        for event_id, state in states.items():
+            differences += _compare_postgres(event_id, state, rows.pop(event_id, None), jobs)
+            cached = await redis.hget(draft_key(event_id), "version")
+            projected = state["status"] in PROJECTED_STATUSES
+            # A missing key may just have expired (cache-aside); a stale one is a difference.
+            if cached is not None and (not projected or int(cached) != state["version"]):
+                differences.append(f"redis {draft_key(event_id)}: version {cached}, "
+                                   f"changelog {state['version']} ({state['status']})")
+    finally:
+        await redis.aclose()
+    differences += [f"postgres events {event_id}: not in the changelog" for event_id in rows]
+    return differences
+
+
+def _compare_postgres(event_id: str, state: dict[str, Any], row: dict[str, Any] | None,
+                      jobs: dict[str, dict[str, Any]]) -> list[str]:
+    found: list[str] = []
+    if state["status"] not in PROJECTED_STATUSES:
+        if row is not None:
+            found.append(f"postgres events {event_id}: present, changelog says discarded")
+        return found
+    if row is None:
+        return [f"postgres events {event_id}: missing (changelog version {state['version']})"]
+    expected = (state["version"], state["status"], len(state.get("recommendations") or []),
+                len(state.get("images") or []))
+    actual = (row["version"], row["status"], row["recs"], row["images"])
+    if expected != actual:
+        found.append(f"postgres events {event_id}: (version, status, recommendations, images)"
+                     f" {actual}, changelog {expected}")
+    for job in (state.get("jobs") or {}).values():
+        stored = jobs.get(job["jobId"])
+        if stored is None or (stored["status"], stored["progress"]) != (job["status"],
+                                                                         job["progress"]):
+            found.append(f"postgres jobs {job['jobId']}: {stored and dict(stored)}, "
+                         f"changelog {job['status']} {job['progress']}")
+    return found
+
+
+async def rebuild(settings: Settings) -> int:
+    """Empty the projections and write every changelog state again; returns how many."""
+    states = list((await read_changelog(settings)).values())
+    postgres, redis = PostgresSink(settings.database_url), RedisSink(settings)
+    await postgres.start()
+    try:
+        async with postgres.pool.connection() as conn:
+            await conn.execute("TRUNCATE events, jobs CASCADE")
+        for pattern in _PROJECTED_KEYS:
+            async for key in redis.client.scan_iter(match=pattern, count=1000):
+                await redis.client.delete(key)
+        for start in range(0, len(states), _REBUILD_BATCH):
+            batch = Batch()
+            for state in states[start:start + _REBUILD_BATCH]:
+                batch.add_state(state)
+            await postgres.write(batch.upserts, [], [])
+            await redis.write(batch.upserts, [], [])
+        # Jobs of discarded events stay, as they would have: project them too.
+        discarded_jobs = [s for s in states if s["status"] not in PROJECTED_STATUSES]
+        await postgres.write_jobs(discarded_jobs)
+    finally:
+        await postgres.stop()
+        await redis.stop()
+    return len(states)

@@ -1,0 +1,221 @@
+"""Issue 4: the ERD's constraints, idempotent and forward-only sinks, TTLs, check and rebuild."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+import psycopg
+import pytest
+import redis
+
+from eventpipe.settings import Settings
+from sinks.postgres import PostgresSink
+from sinks.redis import RedisSink
+from streams.topics import PURPOSE, RECOMMENDATION
+from tests.conftest import ROOT
+from tests.pipeline import Topics
+from tests.test_lifecycle_topics import TRENDS, new_draft, recommendations
+
+
+def eventpipe(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "eventpipe.cli", *args], capture_output=True,
+                          text=True, timeout=600, cwd=ROOT)
+
+
+# ------------------------------------------------------------------ constraints
+
+@pytest.fixture
+def event_row(pg: psycopg.Connection) -> Iterator[str]:
+    event_id = str(uuid.uuid4())
+    pg.execute(
+        "INSERT INTO events (event_id, user_id, store_id, objective, status, created_at,"
+        " updated_at, store_name, industry, address, version) VALUES (%s, %s, %s,"
+        " 'REVISIT', 'DRAFT', now(), now(), 's', 'i', 'a', 1)",
+        (event_id, str(uuid.uuid4()), str(uuid.uuid4())))
+    yield event_id
+    pg.execute("DELETE FROM events WHERE event_id = %s", (event_id,))
+
+
+def _recommendation(pg: psycopg.Connection, event_id: str, selected: bool) -> str:
+    rec_id = str(uuid.uuid4())
+    pg.execute(
+        "INSERT INTO ai_recommendations (recommendation_id, event_id, event_name, description,"
+        " promotion_type, target_audience, is_selected, created_at, updated_at) VALUES"
+        " (%s, %s, 'n', 'd', 'p', 't', %s, now(), now())", (rec_id, event_id, selected))
+    return rec_id
+
+
+def test_the_database_refuses_a_second_selected_recommendation(
+        pg: psycopg.Connection, event_row: str) -> None:
+    _recommendation(pg, event_row, selected=True)
+    _recommendation(pg, event_row, selected=False)
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        _recommendation(pg, event_row, selected=True)
+
+
+def test_the_database_refuses_a_second_selected_image(pg: psycopg.Connection,
+                                                      event_row: str) -> None:
+    insert = ("INSERT INTO generated_images (image_id, event_id, image_url, style, platform,"
+              " is_selected, created_at, updated_at) VALUES (%s, %s, 'u', 'SIMPLE',"
+              " 'INSTAGRAM', true, now(), now())")
+    pg.execute(insert, (str(uuid.uuid4()), event_row))
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        pg.execute(insert, (str(uuid.uuid4()), event_row))
+
+
+@pytest.mark.parametrize(("statement", "name"), [
+    ("UPDATE events SET status = 'ARCHIVED' WHERE event_id = %s", "ck_events_status"),
+    ("UPDATE events SET start_date = '2026-12-31', end_date = '2026-12-01'"
+     " WHERE event_id = %s", "ck_events_dates"),
+])
+def test_event_checks(pg: psycopg.Connection, event_row: str, statement: str,
+                      name: str) -> None:
+    with pytest.raises(psycopg.errors.CheckViolation, match=name):
+        pg.execute(statement, (event_row,))
+
+
+@pytest.mark.parametrize(("column", "value", "name"), [
+    ("progress", 101, "ck_jobs_progress"), ("progress", -1, "ck_jobs_progress"),
+    ("status", "PAUSED", "ck_jobs_status"), ("job_type", "VIDEO", "ck_jobs_type"),
+])
+def test_job_checks(pg: psycopg.Connection, column: str, value: Any, name: str) -> None:
+    row = {"job_type": "AI_RECOMMENDATION", "status": "PENDING", "progress": 0, column: value}
+    with pytest.raises(psycopg.errors.CheckViolation, match=name):
+        pg.execute("INSERT INTO jobs (job_id, event_id, job_type, status, progress, created_at,"
+                   " updated_at) VALUES (%s, %s, %s, %s, %s, now(), now())",
+                   (str(uuid.uuid4()), str(uuid.uuid4()), row["job_type"], row["status"],
+                    row["progress"]))
+
+
+def test_deleting_an_event_cascades_to_its_children_but_not_its_jobs(
+        pg: psycopg.Connection, event_row: str) -> None:
+    _recommendation(pg, event_row, selected=True)
+    job_id = str(uuid.uuid4())
+    pg.execute("INSERT INTO jobs (job_id, event_id, job_type, status, progress, created_at,"
+               " updated_at) VALUES (%s, %s, 'AI_RECOMMENDATION', 'COMPLETED', 100, now(),"
+               " now())", (job_id, event_row))
+    pg.execute("DELETE FROM events WHERE event_id = %s", (event_row,))
+    assert pg.execute("SELECT count(*) FROM ai_recommendations WHERE event_id = %s",
+                      (event_row,)).fetchone() == (0,)
+    assert pg.execute("SELECT status FROM jobs WHERE job_id = %s", (job_id,)).fetchone() == (
+        "COMPLETED",)
+
+
+# ------------------------------------------------------------------ sink semantics
+
+def _state(version: int, name: str) -> dict[str, Any]:
+    event_id = "5d1c7f0e-0000-4000-8000-000000000001"
+    job = {"jobId": "5d1c7f0e-0000-4000-8000-0000000000a1", "jobType": "AI_RECOMMENDATION",
+           "status": "COMPLETED" if version > 1 else "PENDING",
+           "progress": 100 if version > 1 else 0, "error": None, "createdAt": 1_700_000_000_000,
+           "updatedAt": 1_700_000_000_000 + version, "completedAt": None}
+    return {
+        "eventId": event_id, "userId": "5d1c7f0e-0000-4000-8000-0000000000b1",
+        "storeId": "5d1c7f0e-0000-4000-8000-0000000000c1", "status": "DRAFT",
+        "objective": "AWARENESS", "storeName": "가게", "industry": "꽃집", "address": "대전",
+        "eventName": name, "description": None, "startDate": None, "endDate": None,
+        "channels": ["INSTAGRAM"],
+        "recommendations": recommendations() if version > 1 else [],
+        "trendAnalysis": TRENDS if version > 1 else None, "images": [], "jobs": {job["jobId"]: job},
+        "selectedRecommendationId": None, "selectedImageId": None, "selectedImageUrl": None,
+        "distributionResults": [], "createdAt": 1_700_000_000_000,
+        "updatedAt": 1_700_000_000_000 + version, "publishedAt": None, "endedAt": None,
+        "version": version,
+    }
+
+
+def _snapshot(pg: psycopg.Connection, rds: redis.Redis, state: dict[str, Any]) -> Any:
+    event_id = state["eventId"]
+    return (
+        pg.execute("SELECT * FROM events WHERE event_id = %s", (event_id,)).fetchall(),
+        sorted(pg.execute("SELECT * FROM ai_recommendations WHERE event_id = %s",
+                          (event_id,)).fetchall()),
+        pg.execute("SELECT * FROM jobs WHERE event_id = %s", (event_id,)).fetchall(),
+        rds.hgetall(f"event:draft:{event_id}"),
+        rds.hgetall(f"job:status:{next(iter(state['jobs']))}"),
+        rds.hgetall(f"ai:recommendation:{event_id}"),
+    )
+
+
+def _write(settings: Settings, *states: dict[str, Any]) -> None:
+    async def run() -> None:
+        postgres, cache = PostgresSink(settings.database_url), RedisSink(settings)
+        await postgres.start()
+        try:
+            for state in states:
+                await postgres.write([state], [], [])
+                await cache.write([state], [], [])
+        finally:
+            await postgres.stop()
+            await cache.stop()
+    asyncio.run(run())
+
+
+def test_replaying_the_same_states_leaves_the_stores_as_they_were(
+        settings: Settings, pg: psycopg.Connection, rds: redis.Redis) -> None:
+    first, second = _state(1, "처음"), _state(2, "다음")
+    _write(settings, first, second)
+    before = _snapshot(pg, rds, second)
+    assert before[0] and len(before[1]) == 3 and before[3]["version"] == "2"
+    _write(settings, first, second, second)
+    assert _snapshot(pg, rds, second) == before
+
+
+def test_an_older_state_after_a_newer_one_changes_nothing(
+        settings: Settings, pg: psycopg.Connection, rds: redis.Redis) -> None:
+    newer, older = _state(7, "새것"), _state(6, "옛것")
+    _write(settings, newer)
+    before = _snapshot(pg, rds, newer)
+    _write(settings, older)
+    assert _snapshot(pg, rds, newer) == before
+    assert pg.execute("SELECT event_name, version FROM events WHERE event_id = %s",
+                      (newer["eventId"],)).fetchone() == ("새것", 7)
+    assert rds.hget(f"event:draft:{newer['eventId']}", "eventName") == "새것"
+
+
+def test_every_key_has_the_spec_name_and_its_ttl(topics: Topics, settings: Settings) -> None:
+    user = str(uuid.uuid4())
+    event_id = new_draft(topics, user)
+    job = str(uuid.uuid4())
+    topics.apply(RECOMMENDATION, event_id, user, "RecommendationRequested", {"jobId": job})
+    topics.apply(RECOMMENDATION, event_id, user, "RecommendationsGenerated",
+                 {"jobId": job, "trendAnalysis": TRENDS, "recommendations": recommendations()})
+    expected = {
+        f"event:draft:{event_id}": settings.ttl_draft_seconds,
+        f"event:session:{user}": settings.ttl_session_seconds,
+        f"job:status:{job}": settings.ttl_job_seconds,
+        f"ai:recommendation:{event_id}": settings.ttl_recommendation_seconds,
+    }
+    for key, ttl in expected.items():
+        assert 0 < topics.rds.ttl(key) <= ttl, key
+    assert (settings.ttl_draft_seconds, settings.ttl_session_seconds, settings.ttl_job_seconds,
+            settings.ttl_recommendation_seconds) == (1800, 3600, 3600, 86400)
+
+
+# ------------------------------------------------------------------ check and rebuild
+
+def test_check_finds_a_tampered_projection_and_rebuild_restores_it(
+        topics: Topics, pg: psycopg.Connection) -> None:
+    user = str(uuid.uuid4())
+    event_id = new_draft(topics, user)
+    topics.apply(PURPOSE, event_id, user, "DraftUpdated", {
+        "eventName": "원본", "description": None, "startDate": date(2026, 12, 1),
+        "endDate": None, "channels": None})
+    pg.execute("UPDATE events SET version = 1 WHERE event_id = %s", (event_id,))
+    topics.rds.delete(f"event:draft:{event_id}")
+    found = eventpipe("projections", "check")
+    assert found.returncode == 1
+    assert f"postgres events {event_id}" in found.stdout
+
+    rebuilt = eventpipe("projections", "rebuild")
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert eventpipe("projections", "check").stdout.strip().endswith("0 differences")
+    assert pg.execute("SELECT event_name, version FROM events WHERE event_id = %s",
+                      (event_id,)).fetchone() == ("원본", 2)
+    assert topics.event(event_id)["eventName"] == "원본"
