@@ -1,0 +1,83 @@
+"""SPEC 8 and issue 4: a store that goes away is waited for, and nothing is lost or doubled."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+import uuid
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from eventpipe.settings import Settings
+from streams.topics import PURPOSE
+from tests.conftest import ROOT
+from tests.pipeline import Topics
+from tests.test_lifecycle_topics import STORE
+from tests.test_projections import eventpipe
+
+EVENTS = 2500  # x 4 commands = 10,000
+PG_DATA = ROOT / ".stack" / "postgres" / "data"
+
+
+def _own_postgres() -> bool:
+    return Path(PG_DATA, "PG_VERSION").exists() and not os.environ.get("STACK_PORT_OFFSET")
+
+
+def _restart_postgres() -> None:
+    pg_ctl = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"))[-1]
+    # The new postmaster keeps whatever output it is given: a log file, never our pipes.
+    subprocess.run(["runuser", "-u", "postgres", "--", str(pg_ctl), "-D", str(PG_DATA),
+                    "-l", str(ROOT / ".stack" / "logs" / "postgres.log"), "-m", "fast", "-w",
+                    "restart"], check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                   timeout=120)
+
+
+@pytest.mark.chaos
+def test_10000_commands_through_a_postgresql_restart_and_a_redis_outage(
+        topics: Topics, settings: Settings, pg: psycopg.Connection) -> None:
+    if not _own_postgres():
+        pytest.skip("needs the stack's own PostgreSQL to restart it")
+    user = str(uuid.uuid4())
+    event_ids = [str(uuid.uuid4()) for _ in range(EVENTS)]
+    commands = []
+    for event_id in event_ids:
+        commands += [
+            (PURPOSE, event_id, user, "PurposeSelected", STORE),
+            (PURPOSE, event_id, user, "DraftUpdated", {"eventName": "하나", "description": None,
+                                                       "startDate": None, "endDate": None,
+                                                       "channels": None}),
+            (PURPOSE, event_id, user, "DraftUpdated", {"eventName": None, "description": "둘",
+                                                       "startDate": None, "endDate": None,
+                                                       "channels": ["NAVER_BLOG"]}),
+            (PURPOSE, event_id, user, "DraftUpdated", {"eventName": "셋", "description": None,
+                                                       "startDate": None, "endDate": None,
+                                                       "channels": None}),
+        ]
+    topics.send_many(commands[: len(commands) // 2])
+    _restart_postgres()  # while the first half is being projected
+    topics.send_many(commands[len(commands) // 2:])
+    topics.rds.shutdown(nosave=False)  # Redis away while the second half flows
+    time.sleep(3)
+    subprocess.run(["bash", "stack/stack.sh", "up"], cwd=ROOT, check=True, capture_output=True)
+
+    with psycopg.connect(settings.database_url, autocommit=True) as conn:
+        deadline = time.monotonic() + 240
+        done = 0
+        while time.monotonic() < deadline:
+            done = conn.execute("SELECT count(*) FROM events WHERE user_id = %s AND version = 4",
+                                (user,)).fetchone()[0]
+            if done == EVENTS:
+                break
+            time.sleep(1)
+        assert done == EVENTS
+        rows = conn.execute("SELECT event_name, description, channels, count(*) FROM events"
+                            " WHERE user_id = %s GROUP BY 1, 2, 3", (user,)).fetchall()
+    assert rows == [("셋", "둘", '["NAVER_BLOG"]', EVENTS)]  # every command once, none twice
+    for event_id in event_ids[-50:]:
+        assert topics.version(event_id) in (4, None)  # Redis: the last version, or expired
+    check = eventpipe("projections", "check")
+    assert check.returncode == 0, check.stdout[-3000:]
+    assert check.stdout.strip().endswith("0 differences")
