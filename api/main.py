@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from api.errors import install_error_handlers
+from api.metrics import install_request_metrics
 from api.routers import commands, events, health, images, jobs, publishing, recommendations
 from api.services import Services
 from eventpipe.settings import Settings, get_settings
@@ -34,6 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_request_metrics(app)
     # Fixed paths before /api/events/{eventId}, so "jobs" and "commands" are not read as ids.
     for module in (jobs, commands, events, recommendations, images, publishing, health):
         app.include_router(module.router)

@@ -46,7 +46,9 @@ class Services:
         await producer.start()
         redis = Redis.from_url(settings.redis_url, decode_responses=True,
                                socket_timeout=1.0, socket_connect_timeout=1.0)
-        pool = AsyncConnectionPool(settings.database_url, min_size=1, max_size=8, open=False)
+        # check: a connection broken by a PostgreSQL restart is replaced, not handed out.
+        pool = AsyncConnectionPool(settings.database_url, min_size=1, max_size=8, open=False,
+                                   check=AsyncConnectionPool.check_connection)
         await pool.open(wait=False)
         waiter = OutcomeWaiter(redis, pool)
         await waiter.start()

@@ -108,7 +108,8 @@ def _outcome_row(o: dict[str, Any]) -> tuple[Any, ...]:
 
 class PostgresSink:
     def __init__(self, database_url: str, pool_size: int = 4) -> None:
-        self.pool = AsyncConnectionPool(database_url, min_size=1, max_size=pool_size, open=False)
+        self.pool = AsyncConnectionPool(database_url, min_size=1, max_size=pool_size, open=False,
+                                        check=AsyncConnectionPool.check_connection)
 
     async def start(self) -> None:
         await self.pool.open(wait=False)

@@ -173,8 +173,9 @@ def auth(settings: Settings, user_id: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {issue_token(settings, user_id)}"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def pg(stack: Settings) -> Iterator[psycopg.Connection]:
+    """A fresh connection per test: chaos tests restart PostgreSQL."""
     with psycopg.connect(stack.database_url, autocommit=True) as conn:
         yield conn
 

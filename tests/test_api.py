@@ -267,6 +267,11 @@ def test_health_and_docs(client: httpx.Client) -> None:
     spec = client.get("/openapi.json").json()
     assert "/api/events/{eventId}/publish" in spec["paths"]
     assert client.get("/docs").status_code == 200
+    metrics = client.get("/metrics").text
+    assert ('eventpipe_api_requests_total{method="GET",route="/health/ready",status="200"}'
+            in metrics)
+    assert 'route="/api/events/{eventId}"' in metrics  # templates, not raw ids
+    assert "eventpipe_api_request_seconds_bucket" in metrics
 
 
 @pytest.mark.chaos
