@@ -54,14 +54,20 @@ def new_draft(topics: Topics, user: str) -> str:
     return event_id
 
 
-def ready_draft(topics: Topics, user: str) -> str:
-    """A draft with a recommendation and an image selected, dates and channels set."""
-    event_id = new_draft(topics, user)
+def generate_recommendations(topics: Topics, event_id: str, user: str) -> list[dict[str, Any]]:
+    """Request an AI job and answer it, as the AI worker would; returns the three."""
     job = str(uuid.uuid4())
     topics.apply(RECOMMENDATION, event_id, user, "RecommendationRequested", {"jobId": job})
     recs = recommendations()
     topics.apply(RECOMMENDATION, event_id, user, "RecommendationsGenerated",
                  {"jobId": job, "trendAnalysis": TRENDS, "recommendations": recs})
+    return recs
+
+
+def ready_draft(topics: Topics, user: str) -> str:
+    """A draft with a recommendation and an image selected, dates and channels set."""
+    event_id = new_draft(topics, user)
+    recs = generate_recommendations(topics, event_id, user)
     topics.apply(RECOMMENDATION, event_id, user, "RecommendationSelected",
                  {"recommendationId": recs[1]["recommendationId"], "eventName": None,
                   "description": None})
@@ -174,11 +180,7 @@ def test_a_new_generation_replaces_the_set_and_its_selection(topics: Topics,
                                                              pg: psycopg.Connection) -> None:
     user = str(uuid.uuid4())
     event_id = ready_draft(topics, user)
-    job = str(uuid.uuid4())
-    topics.apply(RECOMMENDATION, event_id, user, "RecommendationRequested", {"jobId": job})
-    fresh = recommendations()
-    topics.apply(RECOMMENDATION, event_id, user, "RecommendationsGenerated",
-                 {"jobId": job, "trendAnalysis": TRENDS, "recommendations": fresh})
+    fresh = generate_recommendations(topics, event_id, user)
     doc = topics.event(event_id)
     assert [r["recommendationId"] for r in doc["recommendations"]] == [
         r["recommendationId"] for r in fresh]

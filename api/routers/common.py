@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,7 +15,7 @@ from api.services import Services
 from streams.topics import TopicSpec
 from streams.vocabulary import ErrorCode
 
-__all__ = ["Dispatched", "dispatch", "event_after", "pending"]
+__all__ = ["Dispatched", "dispatch", "event_after", "pending", "start_job"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,17 @@ async def dispatch(services: Services, spec: TopicSpec, event_id: str, user: str
         raise ApiError(outcome.code or ErrorCode.EVENT_003, outcome.message,
                        outcome.details or None)
     return Dispatched(command_id, event_id, outcome)
+
+
+async def start_job(services: Services, spec: TopicSpec, event_id: str, user: str,
+                    command_type: str, payload: dict[str, Any]) -> JSONResponse:
+    """Request a job: 202 with its id once the pipeline has accepted it (or is deciding)."""
+    job_id = str(uuid.uuid4())
+    done = await dispatch(services, spec, event_id, user, command_type,
+                          {"jobId": job_id, **payload})
+    if done.outcome is None:
+        return pending(done.command_id, done.event_id, jobId=job_id)
+    return JSONResponse({"jobId": job_id, "status": "PENDING"}, status_code=202)
 
 
 async def event_after(services: Services, done: Dispatched) -> dict[str, Any] | JSONResponse:

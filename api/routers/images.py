@@ -6,7 +6,6 @@ import uuid
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
 
 from api.auth import CurrentUser
 from api.models import (
@@ -17,7 +16,7 @@ from api.models import (
     EventView,
     JobAccepted,
 )
-from api.routers.common import dispatch, event_after, pending
+from api.routers.common import dispatch, event_after, start_job
 from api.services import ServicesDep
 from streams.topics import IMAGE
 
@@ -32,14 +31,10 @@ router = APIRouter(prefix="/api/events/{eventId}", tags=["images"], responses={
 async def generate_images(eventId: uuid.UUID, body: ContentGenerationRequest, user: CurrentUser,
                           services: ServicesDep) -> Any:
     """Start an IMAGE_GENERATION job; poll GET /api/events/jobs/{jobId}/status."""
-    job_id = str(uuid.uuid4())
-    payload = {"jobId": job_id, "styles": list(dict.fromkeys(body.styles)),
+    payload = {"styles": list(dict.fromkeys(body.styles)),
                "platforms": [p.value for p in dict.fromkeys(body.platforms)]}
-    done = await dispatch(services, IMAGE, str(eventId), user, "ImageGenerationRequested",
-                          payload)
-    if done.outcome is None:
-        return pending(done.command_id, done.event_id, jobId=job_id)
-    return JSONResponse({"jobId": job_id, "status": "PENDING"}, status_code=202)
+    return await start_job(services, IMAGE, str(eventId), user, "ImageGenerationRequested",
+                           payload)
 
 
 @router.put("/images/{imageId}/select", response_model=EventView,

@@ -6,7 +6,6 @@ import uuid
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
-from fastapi.responses import JSONResponse
 
 from api.auth import CurrentUser
 from api.models import (
@@ -18,7 +17,7 @@ from api.models import (
     RecommendationRequest,
     SelectRecommendationRequest,
 )
-from api.routers.common import dispatch, event_after, pending
+from api.routers.common import dispatch, event_after, start_job
 from api.services import ServicesDep
 from streams.topics import RECOMMENDATION
 
@@ -36,12 +35,8 @@ async def request_recommendations(
 ) -> Any:
     """Start an AI_RECOMMENDATION job (the draft's objective and store are used); poll
     GET /api/events/jobs/{jobId}/status."""
-    job_id = str(uuid.uuid4())
-    done = await dispatch(services, RECOMMENDATION, str(eventId), user,
-                          "RecommendationRequested", {"jobId": job_id})
-    if done.outcome is None:
-        return pending(done.command_id, done.event_id, jobId=job_id)
-    return JSONResponse({"jobId": job_id, "status": "PENDING"}, status_code=202)
+    return await start_job(services, RECOMMENDATION, str(eventId), user,
+                           "RecommendationRequested", {})
 
 
 @router.put("/recommendations", response_model=EventView, responses={202: {"model": Accepted}})
