@@ -109,8 +109,11 @@ class CommandHandler:
         except DeadLetter as exc:
             await self._dead_letter(message, exc.code, exc.message)
             return
-        if decision.changed and decision.state is not None:
+        if (decision.changed or decision.duplicate) and decision.state is not None:
             # Reassign (never mutate in place): each assignment is one changelog record.
+            # A duplicate re-asserts the state it found: after a kill -9 a RocksDB store can
+            # hold a state whose changelog record never left the producer, and the replayed
+            # command is the only chance to put it in the changelog (and the projections).
             self.pipeline.events[command.event_id] = decision.state
         await self._emit(command, decision)
         metrics.PROCESSING_SECONDS.labels(self.spec.name).observe(time.perf_counter() - started)
