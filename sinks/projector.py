@@ -22,7 +22,11 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
+import psycopg
+import psycopg_pool
+import redis.exceptions
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from eventpipe.settings import Settings
@@ -37,6 +41,11 @@ __all__ = ["Batch", "Projector"]
 
 log = logging.getLogger(__name__)
 PROJECTED_STATUSES = frozenset({"DRAFT", "PUBLISHED", "ENDED"})
+# A store that is down or restarting: wait and write again, never skip.
+_STORE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, ConnectionError, asyncio.TimeoutError, psycopg.OperationalError,
+    psycopg_pool.PoolTimeout, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+)
 
 
 @dataclass
@@ -125,8 +134,16 @@ class Projector:
                           batch.upserts, [s["eventId"] for s in batch.deletes], batch.outcomes)
         # 4. Redis, one pipeline (outcomes announced last, after the states they describe)
         await self._retry("redis", self.redis.write, batch.upserts, batch.deletes, batch.outcomes)
-        # 5. commit
-        await self.consumer.commit(batch.offsets)
+        # 5. commit, the partitions still ours only: a rebalance (another worker joining or
+        # leaving) may have moved some while the batch was written; their new owner reads
+        # them again from the last commit, which the version guards make harmless.
+        assigned = self.consumer.assignment()
+        offsets = {tp: o for tp, o in batch.offsets.items() if tp in assigned}
+        try:
+            if offsets:
+                await self.consumer.commit(offsets)
+        except (CommitFailedError, IllegalStateError) as exc:
+            log.info("offsets not committed, the group rebalanced: %s", exc)
         return count
 
     def _fold(self, batch: Batch, record: ConsumerRecord) -> None:
@@ -144,8 +161,7 @@ class Projector:
 
     async def _retry(self, store: str, write: Any, *args: Any) -> None:
         async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type((OSError, ConnectionError, asyncio.TimeoutError,
-                                           *_store_errors())),
+            retry=retry_if_exception_type(_STORE_ERRORS),
             wait=wait_exponential(multiplier=0.1, max=5),
             before_sleep=lambda s: self._down(store, s.outcome.exception() if s.outcome else None),
         ):
@@ -161,11 +177,3 @@ class Projector:
         self.healthy[store] = False
         metrics.SINK_DOWN.labels(store).set(1)
 
-
-def _store_errors() -> tuple[type[BaseException], ...]:
-    import psycopg
-    import psycopg_pool
-    import redis.exceptions
-
-    return (psycopg.OperationalError, psycopg_pool.PoolTimeout,
-            redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)

@@ -21,6 +21,7 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 from streams import lifecycle, metrics
 from streams.app import Pipeline
 from streams.codec import DecodeError, RegistryUnavailable
+from streams.envelope import has_nul, to_command
 from streams.lifecycle import Command, Decision, Inapplicable
 from streams.registry import record_namespace
 from streams.topics import (
@@ -36,7 +37,7 @@ from streams.topics import (
     TopicSpec,
 )
 
-__all__ = ["install_agents", "to_command"]
+__all__ = ["install_agents"]
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,10 @@ TIMEOUT_FAILURES: dict[str, tuple[TopicSpec, str]] = {
     lifecycle.IMAGE_GENERATION: (IMAGE, "ImageJobFailed"),
 }
 _TIMEOUT_NAMESPACE = uuid.UUID("0f5e2d8c-6c1b-4d57-9b8e-3e2a9c7d4b61")
+# A command is a few KB at most (a job's results): a bigger one is poison. The DLQ keeps at
+# most this much of a message, so its record stays under the producer's 1 MB request limit.
+MAX_COMMAND_BYTES = 256 * 1024
+MAX_KEY_BYTES = 1024  # keys are eventIds (36 bytes)
 
 
 class DeadLetter(Exception):
@@ -67,30 +72,6 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def _plain(value: Any) -> Any:
-    """Avro logical values back to the JSON-ready values the state keeps (dates stay dates)."""
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    return value
-
-
-def to_command(record: dict[str, Any]) -> Command:
-    """The decoded envelope as a domain command."""
-    name, payload = record["payload"]
-    return Command(
-        type=name.rsplit(".", 1)[-1],
-        command_id=str(record["commandId"]),
-        event_id=str(record["eventId"]),
-        user_id=str(record["userId"]),
-        occurred_at=int(record["occurredAt"].timestamp() * 1000),
-        payload=_plain(payload),
-    )
-
-
 class CommandHandler:
     """Handles one message of a command topic from bytes to table, facts and outcome."""
 
@@ -98,11 +79,16 @@ class CommandHandler:
         self.pipeline = pipeline
         self.spec = spec
         self.codec = pipeline.codec(spec)
+        # Label lookups once, not per message.
+        self._in = metrics.MESSAGES_IN.labels(spec.name)
+        self._seconds = metrics.PROCESSING_SECONDS.labels(spec.name)
+        self._out = {s.name: metrics.MESSAGES_OUT.labels(s.name)
+                     for s in (*FACT_TOPICS.values(), OUTCOME, DLQ)}
 
     async def handle(self, event: EventT) -> None:
         message = event.message
         started = time.perf_counter()
-        metrics.MESSAGES_IN.labels(self.spec.name).inc()
+        self._in.inc()
         try:
             command = await self._decode(message.key, message.value)
             decision = self._decide(command)
@@ -116,7 +102,7 @@ class CommandHandler:
             # command is the only chance to put it in the changelog (and the projections).
             self.pipeline.events[command.event_id] = decision.state
         await self._emit(command, decision)
-        metrics.PROCESSING_SECONDS.labels(self.spec.name).observe(time.perf_counter() - started)
+        self._seconds.observe(time.perf_counter() - started)
         highwater = self.pipeline.app.consumer.highwater(message.tp)
         if highwater is not None:
             metrics.CONSUMER_LAG.labels(message.topic, message.partition).set(
@@ -125,6 +111,9 @@ class CommandHandler:
     async def _decode(self, key: bytes | None, value: bytes | None) -> Command:
         if not key:
             raise DeadLetter("NULL_KEY", "message has no key; commands are keyed by eventId")
+        if len(key) > MAX_KEY_BYTES or len(value or b"") > MAX_COMMAND_BYTES:
+            raise DeadLetter("TOO_LARGE", f"key {len(key)} bytes, value {len(value or b'')}"
+                             f" bytes; a command is at most {MAX_COMMAND_BYTES} bytes")
         async for attempt in AsyncRetrying(
             retry=retry_if_exception_type(RegistryUnavailable),
             wait=wait_exponential(multiplier=0.2, max=10),
@@ -142,6 +131,9 @@ class CommandHandler:
             raise DeadLetter("DECODE_ERROR", f"not a command envelope: {exc}") from exc
         if key.decode("utf-8", "replace") != command.event_id:
             raise DeadLetter("KEY_MISMATCH", f"key {key!r} is not eventId {command.event_id}")
+        if has_nul(command.payload):
+            # Such a state would stop the projector: PostgreSQL text cannot hold NUL.
+            raise DeadLetter("INVALID_TEXT", "a text field holds a NUL character")
         return command
 
     def _decide(self, command: Command) -> Decision:
@@ -182,18 +174,25 @@ class CommandHandler:
     async def _send(self, spec: TopicSpec, key: bytes | None, value: dict[str, Any]) -> None:
         encoded = self.pipeline.codec(spec).encode(value)
         await self.pipeline.topic(spec).send(key=key, value=encoded)
-        metrics.MESSAGES_OUT.labels(spec.name).inc()
+        self._out[spec.name].inc()
 
     async def _dead_letter(self, message: Any, code: str, reason: str) -> None:
         log.warning("dead letter %s[%s]@%s: %s %s", message.topic, message.partition,
                     message.offset, code, reason)
         metrics.DEAD_LETTERS.labels(code).inc()
-        await self._send(DLQ, message.key, {
+        key, value = message.key, message.value
+        if len(key or b"") > MAX_KEY_BYTES or len(value or b"") > MAX_COMMAND_BYTES:
+            reason += (f" (DLQ keeps the first {MAX_KEY_BYTES} bytes of the key and"
+                       f" {MAX_COMMAND_BYTES} of the value; they had {len(key or b'')} and"
+                       f" {len(value or b'')})")
+            key = key[:MAX_KEY_BYTES] if key is not None else None
+            value = value[:MAX_COMMAND_BYTES] if value is not None else None
+        await self._send(DLQ, key, {
             "topic": message.topic,
             "partition": message.partition,
             "offset": message.offset,
-            "key": message.key,
-            "value": message.value,
+            "key": key,
+            "value": value,
             "errorCode": code,
             "errorMessage": reason,
             "failedAt": _now_ms(),

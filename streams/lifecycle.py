@@ -36,6 +36,14 @@ _STORE_NAMESPACE = uuid.UUID("5b0f6a0e-4f0c-4a7b-9a53-7f3d1f1e2c10")
 AI_RECOMMENDATION = "AI_RECOMMENDATION"
 IMAGE_GENERATION = "IMAGE_GENERATION"
 FINISHED_JOB = frozenset({"COMPLETED", "FAILED"})
+# The ERD's column sizes for the texts a command carries (description is TEXT). The API
+# checks them first; a command produced straight to Kafka that exceeds one would stop the
+# PostgreSQL projection, so it is refused here and goes to the DLQ instead.
+TEXT_LIMITS: dict[str, int] = {
+    "storeName": 200, "industry": 100, "address": 500, "eventName": 200, "title": 200,
+    "prize": 200, "method": 200, "cost": 100, "roi": 100, "promotionType": 50,
+    "targetAudience": 100, "imageUrl": 500,
+}
 
 
 @dataclass(frozen=True)
@@ -392,10 +400,24 @@ _HANDLERS: dict[str, Callable[[EventState, Command], Decision]] = {
 }
 
 
+def _check_text_limits(value: Any) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            limit = TEXT_LIMITS.get(key)
+            if limit is not None and isinstance(item, str) and len(item) > limit:
+                raise Inapplicable("INVALID_TEXT", f"{key} has {len(item)} characters, "
+                                                   f"at most {limit}")
+            _check_text_limits(item)
+    elif isinstance(value, list):
+        for item in value:
+            _check_text_limits(item)
+
+
 def apply(state: EventState | None, cmd: Command) -> Decision:
     """Decide one command against the event's current state."""
     if state is not None and cmd.command_id in state.get("recentCommands", ()):
         return Decision(state, accepted=True, duplicate=True)
+    _check_text_limits(cmd.payload)
     if cmd.type == "PurposeSelected":
         return _select_purpose(state, cmd)
     handler = _HANDLERS.get(cmd.type)

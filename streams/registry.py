@@ -28,6 +28,9 @@ __all__ = [
 ]
 
 
+REGISTRY_TIMEOUT_SECONDS = 10
+
+
 @cache
 def local_schema(spec: TopicSpec) -> dict[str, Any]:
     """The topic's schema from `schemas/`, with its shared named types inlined."""
@@ -45,7 +48,9 @@ def local_schema_str(spec: TopicSpec) -> str:
 
 @lru_cache(maxsize=8)
 def registry_client(url: str) -> SchemaRegistryClient:
-    return SchemaRegistryClient({"url": url})
+    # The client's default is no timeout at all: a registry that stops answering mid-request
+    # would hang its caller for good; a timeout is retried by the client, then by our callers.
+    return SchemaRegistryClient({"url": url, "timeout": REGISTRY_TIMEOUT_SECONDS})
 
 
 def register_all(url: str, compatibility: str = "BACKWARD") -> dict[str, int]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import uuid
 
-from streams.lifecycle import Command, apply
+import pytest
+
+from streams.lifecycle import Command, Inapplicable, apply
 from streams.vocabulary import ErrorCode, EventStatus
 
 USER = str(uuid.uuid4())
@@ -76,3 +78,14 @@ def test_discard_then_nothing_more() -> None:
     gone = apply(state, cmd("DraftDiscarded", {"reason": None}))
     assert gone.accepted and gone.state["status"] == EventStatus.DISCARDED
     assert apply(gone.state, cmd("DraftUpdated", {"eventName": "x"})).code == ErrorCode.EVENT_005
+
+
+def test_text_longer_than_its_column_is_inapplicable_not_a_stalled_projection() -> None:
+    with pytest.raises(Inapplicable, match="storeName has 201 characters") as exc:
+        apply(None, purpose(storeName="가" * 201))
+    assert exc.value.code == "INVALID_TEXT"
+    draft = apply(None, purpose()).state
+    too_long = [{"title": "t", "promotionType": "x" * 51}]
+    with pytest.raises(Inapplicable, match="promotionType"):
+        apply(draft, cmd("RecommendationsGenerated", {"jobId": "j", "recommendations": too_long}))
+    assert apply(None, purpose(storeName="가" * 200)).accepted
