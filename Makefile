@@ -42,7 +42,18 @@ lint: setup
 	$(BIN)/ruff check .
 
 test: up lint
+	STACK_TEST_TOOLS=1 $(STACK) install
 	$(WITH_ENV) $(BIN)/pytest
+
+# Benchmarks on a stack of their own (bench/.stack, ports +300), never the one tests use:
+# they reset its topics. Quix Streams goes in its own venv (it pins older libraries).
+BENCH_STACK = STACK_DIR=$(CURDIR)/bench/.stack STACK_PORT_OFFSET=300 $(STACK)
+bench: setup
+	$(BIN)/pip install --quiet -e '.[bench]'
+	test -x bench/.venv-quix/bin/python || { python3 -m venv bench/.venv-quix && \
+	  bench/.venv-quix/bin/pip install --quiet 'quixstreams[postgresql]>=3.28,<4'; }
+	$(BENCH_STACK) up
+	eval "$$($(BENCH_STACK) env)" && $(BIN)/eventpipe bench
 
 test-chaos: up
 	$(WITH_ENV) $(BIN)/pytest -m chaos

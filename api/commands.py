@@ -21,10 +21,13 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from api.errors import ApiError
 from sinks.redis import OUTCOME_CHANNEL, outcome_key
 from streams.codec import AvroCodec
+from streams.envelope import has_nul
 from streams.registry import record_namespace
 from streams.topics import TopicSpec
+from streams.vocabulary import ErrorCode
 
 __all__ = ["CommandBus", "Outcome", "OutcomeWaiter"]
 
@@ -120,6 +123,9 @@ class CommandBus:
     async def submit(self, spec: TopicSpec, event_id: str, user_id: str, command_type: str,
                      payload: dict[str, Any], wait_seconds: float) -> tuple[str, Outcome | None]:
         """Produce one command; returns its id and its outcome if it came within the wait."""
+        if has_nul(payload):
+            # PostgreSQL text cannot hold NUL: the pipeline would only dead-letter it.
+            raise ApiError(ErrorCode.VALIDATION_ERROR, details=["text must not contain U+0000"])
         command_id = str(uuid.uuid4())
         envelope = {
             "commandId": command_id,

@@ -24,6 +24,8 @@ STATUS_BY_CODE: dict[str, int] = {
     ErrorCode.EVENT_005: 404,
     ErrorCode.EVENT_006: 400,
     ErrorCode.JOB_001: 404,
+    ErrorCode.BLOB_001: 403,
+    ErrorCode.BLOB_002: 404,
     ErrorCode.AUTH_001: 401,
     ErrorCode.VALIDATION_ERROR: 422,
 }

@@ -7,9 +7,20 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from api.access_log import redact_access_log
 from api.errors import install_error_handlers
+from api.limits import BodyLimit
 from api.metrics import install_request_metrics
-from api.routers import commands, events, health, images, jobs, publishing, recommendations
+from api.routers import (
+    blobs,
+    commands,
+    events,
+    health,
+    images,
+    jobs,
+    publishing,
+    recommendations,
+)
 from api.services import Services
 from eventpipe.settings import Settings, get_settings
 
@@ -21,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        redact_access_log()  # after uvicorn has configured its loggers
         app.state.services = await Services.open(settings)
         try:
             yield
@@ -36,7 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     install_request_metrics(app)
+    app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
     # Fixed paths before /api/events/{eventId}, so "jobs" and "commands" are not read as ids.
-    for module in (jobs, commands, events, recommendations, images, publishing, health):
+    for module in (jobs, commands, events, recommendations, images, publishing, health, blobs):
         app.include_router(module.router)
     return app

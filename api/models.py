@@ -12,6 +12,7 @@ from streams.vocabulary import Channel, EventStatus
 
 __all__ = [
     "COMMON_RESPONSES",
+    "EVENT_RESPONSES",
     "Accepted",
     "ContentGenerationRequest",
     "ErrorBody",
@@ -127,6 +128,13 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "AUTH_001: no or bad token"},
     422: {"model": ErrorBody, "description": "VALIDATION_ERROR: malformed request"},
     503: {"model": ErrorBody, "description": "SERVICE_UNAVAILABLE: a store or the broker is down"},
+}
+
+# Routes on one event: it may be missing (or another user's), or in the wrong state.
+EVENT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **COMMON_RESPONSES,
+    404: {"model": ErrorBody, "description": "EVENT_005: no such event (or not yours)"},
+    409: {"model": ErrorBody, "description": "EVENT_003: wrong state for this command"},
 }
 
 

@@ -14,9 +14,7 @@ from redis.asyncio import Redis
 from api.commands import CommandBus, OutcomeWaiter
 from api.queries import EventQueries
 from eventpipe.settings import Settings
-from streams.codec import AvroCodec
-from streams.registry import register_all, registry_client
-from streams.topics import ALL_TOPICS
+from streams.codec import register_codecs
 
 __all__ = ["Services", "ServicesDep"]
 
@@ -33,15 +31,19 @@ class Services:
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
-        ids = await asyncio.to_thread(register_all, settings.schema_registry_url,
-                                      settings.schema_compatibility)
-        client = registry_client(settings.schema_registry_url)
-        codecs = {s.name: AvroCodec(s, client, ids[s.subject]) for s in ALL_TOPICS}
+        codecs = await asyncio.to_thread(register_codecs, settings.schema_registry_url,
+                                         settings.schema_compatibility)
         producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             acks="all",
-            enable_idempotence=True,
+            # Not idempotent: once a batch expires while the broker is away, aiokafka's
+            # idempotent producer fails every later send (OutOfOrderSequenceNumber) for
+            # good. A retry's duplicate is harmless: the pipeline dedupes by commandId.
+            enable_idempotence=False,
             linger_ms=1,
+            # While the broker is away a request waits this long (the producer retrying),
+            # then answers 503 with Retry-After; the message was never written.
+            request_timeout_ms=int(settings.api_produce_timeout_seconds * 1000),
         )
         await producer.start()
         redis = Redis.from_url(settings.redis_url, decode_responses=True,

@@ -27,6 +27,8 @@ app.add_typer(db_app, name="db")
 app.add_typer(topics_app, name="topics")
 app.add_typer(projections_app, name="projections")
 console = Console()
+# What `eventpipe run` starts, each in its own process.
+PROCESSES = ("worker", "api", "ai-worker", "content-worker", "distribution-worker")
 
 
 def _logging(level: str = "INFO") -> None:
@@ -113,6 +115,36 @@ def projector() -> None:
     run_projector(get_settings())
 
 
+@app.command("ai-worker")
+def ai_worker() -> None:
+    """The AI recommendation worker: ai-job-topic -> event.recommendation.v1."""
+    from workers.ai_worker import AiWorker
+    from workers.runner import run_job_worker
+
+    _logging()
+    run_job_worker(AiWorker(get_settings()))
+
+
+@app.command("content-worker")
+def content_worker() -> None:
+    """The content worker: content-job-topic -> images in the blob store -> event.image.v1."""
+    from workers.content_worker import ContentWorker
+    from workers.runner import run_job_worker
+
+    _logging()
+    run_job_worker(ContentWorker(get_settings()))
+
+
+@app.command("distribution-worker")
+def distribution_worker() -> None:
+    """The distribution worker: distribution-job-topic -> channels -> event.publish.v1."""
+    from workers.distribution_worker import DistributionWorker
+    from workers.runner import run_job_worker
+
+    _logging()
+    run_job_worker(DistributionWorker(get_settings()))
+
+
 @app.command()
 def api(host: str | None = None, port: int | None = None) -> None:
     """The HTTP API."""
@@ -139,17 +171,52 @@ def token(user: Annotated[str, typer.Option(help="the user's UUID (the token's s
 
 
 @app.command()
-def run() -> None:
-    """Worker and API in the foreground until Ctrl-C (what `make run` ends with)."""
+def demo(api_url: Annotated[str | None, typer.Option(help="default: PUBLIC_BASE_URL")] = None,
+         user: Annotated[str | None, typer.Option(help="the shop owner's UUID")] = None,
+         job_seconds: float = 120.0) -> None:
+    """Walk the whole flow through the API: purpose to PUBLISHED and delivered."""
+    import httpx
+
+    from api.auth import issue_token
+    from eventpipe.demo import Demo, DemoFailed
+
     s = get_settings()
-    procs = [
-        subprocess.Popen([sys.executable, "-m", "eventpipe.cli", "worker"]),
-        subprocess.Popen([sys.executable, "-m", "eventpipe.cli", "api"]),
-    ]
+    base = api_url or s.public_base_url
+    headers = {"Authorization": f"Bearer {issue_token(s, user or str(uuid.uuid4()))}"}
+    console.print(f"demo against [bold]{base}[/bold]")
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+        try:
+            Demo(client, console, job_seconds=job_seconds).run()
+        except (DemoFailed, httpx.HTTPError) as exc:
+            console.print(f"[bold red]demo failed[/bold red]: {exc}", markup=True)
+            raise typer.Exit(1) from exc
+
+
+@app.command()
+def bench(
+    commands: Annotated[int | None, typer.Option(help="as BENCH_COMMANDS")] = None,
+    only: Annotated[list[str] | None, typer.Option(help="throughput, latency or recovery")] = None,
+) -> None:
+    """Benchmarks on the running stack (its topics are reset): writes bench/RESULTS.md."""
+    from bench.run import Options, main
+
+    opts = Options(only=tuple(only or ()))
+    if commands is not None:
+        opts.commands = commands
+    main(opts)
+
+
+@app.command()
+def run() -> None:
+    """Stream worker, API and the three collaborator workers in the foreground until Ctrl-C
+    (what `make run` ends with)."""
+    s = get_settings()
+    procs = [subprocess.Popen([sys.executable, "-m", "eventpipe.cli", name])
+             for name in PROCESSES]
     base = f"http://{s.api_host}:{s.api_port}"
     console.print(f"[bold]API[/bold] {base}   [bold]docs[/bold] {base}/docs   "
                   f"[bold]worker[/bold] http://127.0.0.1:{s.worker_web_port}")
-    console.print("Ctrl-C stops both.")
+    console.print(f"Ctrl-C stops all of them ({', '.join(PROCESSES)}).")
 
     def stop(*_: object) -> None:
         for p in procs:

@@ -54,10 +54,45 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     command_wait_seconds: float = Field(2.0, description="read-your-writes wait before a 202")
+    api_max_body_bytes: int = 1024 * 1024  # a larger request body answers 413
+    api_produce_timeout_seconds: float = 10.0  # broker away longer: 503 + Retry-After
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
     jwt_secret: str = "dev-secret-change-me-0123456789abcdef"  # HS256 signing/verifying key
     jwt_public_key: str = ""  # PEM, for RS256
     jwt_token_ttl_seconds: int = 3600
+    # Public base of this API, for the links it hands out (signed image URLs).
+    public_base_url: str = "http://127.0.0.1:8000"
+
+    # Collaborator workers (SPEC 1: AI recommendations, images, distribution).
+    # Each reports progress in steps this far apart, so a client polling sees them.
+    worker_step_seconds: float = 0.2
+
+    # AI worker: explicit rules, or an OpenAI-compatible endpoint with the rules as fallback.
+    ai_provider: Literal["rules", "openai"] = "rules"
+    openai_base_url: str = ""  # e.g. http://127.0.0.1:11434/v1
+    openai_api_key: str = "unused"
+    openai_model: str = "gpt-4o-mini"
+    ai_timeout_seconds: float = 30.0
+    ai_retries: int = 2
+
+    # Content worker: where images go, and how long their signed URLs live (seed 003: 7 days).
+    blob_store: Literal["local", "azure"] = "local"
+    blob_dir: str = ".stack/blobs"  # the local store; the API serves it through signed URLs
+    blob_signing_key: str = "blob-signing-key-change-me-0123456789"
+    blob_url_ttl_seconds: int = 7 * 24 * 3600
+    blob_upload_attempts: int = 3
+    azure_storage_connection_string: str = ""  # Azure Blob Storage (or Azurite)
+    azure_container: str = "event-images"
+    image_font_path: str = "/usr/share/fonts/truetype/nanum/NanumGothicBold.ttf"
+
+    # Distribution worker: record deliveries in a log table (seed's Sprint 2), or call a
+    # Distribution Service over HTTP with a timeout, retries and a circuit breaker per channel.
+    distribution_adapter: Literal["log", "http"] = "log"
+    distribution_service_url: str = ""
+    distribution_timeout_seconds: float = 70.0
+    distribution_attempts: int = 3
+    breaker_failure_threshold: int = 3
+    breaker_recovery_seconds: float = 60.0
 
 
 @lru_cache

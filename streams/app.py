@@ -13,8 +13,7 @@ import faust
 
 from eventpipe.settings import Settings
 from streams.admin import EVENTS_TABLE
-from streams.codec import AvroCodec
-from streams.registry import register_all, registry_client
+from streams.codec import AvroCodec, register_codecs
 from streams.topics import ALL_TOPICS, TopicSpec
 
 __all__ = ["Pipeline", "build_pipeline"]
@@ -36,8 +35,7 @@ class Pipeline:
 
 
 def build_pipeline(settings: Settings) -> Pipeline:
-    ids = register_all(settings.schema_registry_url, settings.schema_compatibility)
-    client = registry_client(settings.schema_registry_url)
+    codecs = register_codecs(settings.schema_registry_url, settings.schema_compatibility)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
@@ -53,6 +51,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
         processing_guarantee="at_least_once",
         web_enabled=True,
         web_host="127.0.0.1",
+        web_bind="127.0.0.1",  # Faust binds every interface unless told
         web_port=settings.worker_web_port,
         key_serializer="raw",
         value_serializer="raw",
@@ -75,7 +74,6 @@ def build_pipeline(settings: Settings) -> Pipeline:
         key_type=str,
         partitions=settings.topic_partitions,
     )
-    codecs = {spec.name: AvroCodec(spec, client, ids[spec.subject]) for spec in ALL_TOPICS}
     pipeline = Pipeline(settings, app, events, topics, codecs)
 
     from streams.agents import install_agents  # agents need the pipeline they run in

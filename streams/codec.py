@@ -15,10 +15,10 @@ from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from fastavro import parse_schema, schemaless_reader, schemaless_writer
 
-from streams.registry import local_schema
-from streams.topics import TopicSpec
+from streams.registry import local_schema, register_all, registry_client
+from streams.topics import ALL_TOPICS, TopicSpec
 
-__all__ = ["AvroCodec", "DecodeError", "RegistryUnavailable"]
+__all__ = ["AvroCodec", "DecodeError", "RegistryUnavailable", "register_codecs"]
 
 _HEADER = struct.Struct(">bI")
 _MAGIC = 0
@@ -98,3 +98,10 @@ class AvroCodec:
             raise DecodeError("UNKNOWN_SCHEMA", f"schema id {schema_id} unusable: {exc}") from exc
         self._writers[schema_id] = writer
         return writer
+
+
+def register_codecs(url: str, compatibility: str = "BACKWARD") -> dict[str, AvroCodec]:
+    """Register every topic's schema, then a codec per topic name that writes with its id."""
+    ids = register_all(url, compatibility)
+    client = registry_client(url)
+    return {spec.name: AvroCodec(spec, client, ids[spec.subject]) for spec in ALL_TOPICS}

@@ -79,6 +79,8 @@ class ErrorCode(StrEnum):
     EVENT_005 = "EVENT_005"  # unknown event, or another user's
     EVENT_006 = "EVENT_006"  # start_date after end_date
     JOB_001 = "JOB_001"
+    BLOB_001 = "BLOB_001"  # an image link whose signature is wrong or has expired
+    BLOB_002 = "BLOB_002"  # no such image
     AUTH_001 = "AUTH_001"
     VALIDATION_ERROR = "VALIDATION_ERROR"
 
@@ -91,6 +93,8 @@ _MESSAGES: dict[ErrorCode, str] = {
     ErrorCode.EVENT_005: "이벤트를 찾을 수 없습니다",
     ErrorCode.EVENT_006: "시작일은 종료일보다 늦을 수 없습니다",
     ErrorCode.JOB_001: "Job을 찾을 수 없습니다",
+    ErrorCode.BLOB_001: "이미지 링크가 유효하지 않거나 만료되었습니다",
+    ErrorCode.BLOB_002: "이미지를 찾을 수 없습니다",
     ErrorCode.AUTH_001: "인증이 필요합니다",
     ErrorCode.VALIDATION_ERROR: "요청 형식이 올바르지 않습니다",
 }

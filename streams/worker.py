@@ -47,12 +47,10 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
 
 
 async def _project_forever(settings: Settings) -> None:
-    from streams.codec import AvroCodec
-    from streams.registry import register_all, registry_client
+    from streams.codec import register_codecs
 
-    ids = register_all(settings.schema_registry_url, settings.schema_compatibility)
-    codec = AvroCodec(OUTCOME, registry_client(settings.schema_registry_url), ids[OUTCOME.subject])
-    projector = Projector(settings, codec)
+    codecs = register_codecs(settings.schema_registry_url, settings.schema_compatibility)
+    projector = Projector(settings, codecs[OUTCOME.name])
     await projector.start()
     try:
         await projector.run()

@@ -4,6 +4,7 @@ worker and an API started here as subprocesses on free ports, exactly as `make r
 
 from __future__ import annotations
 
+import fcntl
 import os
 import socket
 import subprocess
@@ -23,7 +24,9 @@ from eventpipe.settings import Settings
 from tests.pipeline import Topics
 
 ROOT = Path(__file__).resolve().parent.parent
-LOGS = ROOT / ".stack" / "logs"
+# STACK_DIR: a second stack (stack.sh's knob) keeps its worker's files and logs apart.
+STACK = Path(os.environ.get("STACK_DIR") or ROOT / ".stack")
+LOGS = STACK / "logs"
 WORKER_READY = "[^Worker]: Ready"  # Faust logs it once agents, tables and partitions are up
 
 
@@ -98,6 +101,21 @@ def settings() -> Settings:
     return Settings()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def one_session_per_stack() -> Iterator[None]:
+    """Two pytest sessions on one stack would split the pipeline's consumer groups between
+    their workers; the second waits for the first instead."""
+    lock = (STACK / "pytest.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with lock.open("w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"\nanother test session holds {lock}; waiting for it", file=sys.stderr)
+            fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.fixture(scope="session")
 def stack(settings: Settings) -> Settings:
     """The four services must answer; `make test` started them."""
@@ -123,10 +141,13 @@ def process_env(stack: Settings) -> dict[str, str]:
         "WORKER_WEB_PORT": str(_free_port()),
         # The suite's worker keeps its table in RocksDB (make run's default is memory://).
         "TABLE_STORE": "rocksdb://",
-        "DATA_DIR": str(ROOT / ".stack" / "test-worker"),
+        "DATA_DIR": str(STACK / "test-worker"),
         # Short job timeouts, so the timeout path can be seen within a test.
         "JOB_TIMEOUT_SECONDS": "15",
         "JOB_TIMEOUT_CHECK_SECONDS": "1",
+        # The content worker writes images here and the API serves them from here.
+        "BLOB_DIR": str(STACK / "test-blobs"),
+        "WORKER_STEP_SECONDS": "0.05",
         "PYTHONUNBUFFERED": "1",
     })
     return env

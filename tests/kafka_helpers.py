@@ -8,11 +8,11 @@ from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
-from confluent_kafka.schema_registry import SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from eventpipe.settings import Settings
+from streams.registry import registry_client
 
 
 def _consumer(settings: Settings) -> Consumer:
@@ -39,7 +39,7 @@ def read_avro(settings: Settings, topic: str, since_ms: int,
               timeout: float = 30.0) -> list[tuple[bytes | None, dict[str, Any]]]:
     """Messages of `topic` written since `since_ms` that `match`, decoded with the schema the
     registry holds for each message's id (confluent-kafka's AvroDeserializer)."""
-    deserialize = AvroDeserializer(SchemaRegistryClient({"url": settings.schema_registry_url}))
+    deserialize = AvroDeserializer(registry_client(settings.schema_registry_url))
     consumer = _consumer(settings)
     found: list[tuple[bytes | None, dict[str, Any]]] = []
     try:

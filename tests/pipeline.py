@@ -11,9 +11,9 @@ import redis
 from confluent_kafka import Producer
 
 from eventpipe.settings import Settings
-from streams.codec import AvroCodec
-from streams.registry import record_namespace, register_all, registry_client
-from streams.topics import ALL_TOPICS, TopicSpec
+from streams.codec import register_codecs
+from streams.registry import record_namespace
+from streams.topics import TopicSpec
 
 
 def java_partitioned(settings: Settings) -> dict[str, Any]:
@@ -28,9 +28,7 @@ class Topics:
     """Produces command envelopes with the project's codec; reads outcomes from Redis."""
 
     def __init__(self, settings: Settings, rds: redis.Redis) -> None:
-        ids = register_all(settings.schema_registry_url)
-        client = registry_client(settings.schema_registry_url)
-        self.codecs = {s.name: AvroCodec(s, client, ids[s.subject]) for s in ALL_TOPICS}
+        self.codecs = register_codecs(settings.schema_registry_url)
         self.producer = Producer(java_partitioned(settings))
         self.rds = rds
 

@@ -10,9 +10,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from eventpipe.cli import PROCESSES
+
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker-compose.yml"
 STACK = (ROOT / "stack" / "stack.sh").read_text()
+# What `eventpipe run` starts natively besides the worker and the API, a service each here.
+APP_PROCESSES = set(PROCESSES) - {"worker", "api"}
 
 
 def _stack_value(name: str) -> str:
@@ -24,7 +28,8 @@ def _stack_value(name: str) -> str:
 def test_compose_has_the_native_services_at_the_native_versions_and_ports() -> None:
     spec = yaml.safe_load(COMPOSE.read_text())
     services = spec["services"]
-    assert set(services) == {"kafka", "schema-registry", "postgres", "redis", "worker", "api"}
+    assert set(services) == {"kafka", "schema-registry", "postgres", "redis", "azurite",
+                             "worker", "api", *APP_PROCESSES}
     assert services["kafka"]["image"] == f"apache/kafka:{_stack_value('KAFKA_VERSION')}"
     assert services["schema-registry"]["image"] == (
         f"apicurio/apicurio-registry:{_stack_value('APICURIO_VERSION')}")
@@ -34,10 +39,15 @@ def test_compose_has_the_native_services_at_the_native_versions_and_ports() -> N
                for p in published["schema-registry"])
     assert any(p.startswith(f"127.0.0.1:{_stack_value('PG_PORT')}:") for p in published["postgres"])
     assert any(p.startswith(f"127.0.0.1:{_stack_value('REDIS_PORT')}:") for p in published["redis"])
-    for app in ("worker", "api"):
+    assert services["azurite"]["image"] == (
+        f"mcr.microsoft.com/azure-storage/azurite:{_stack_value('AZURITE_VERSION')}")
+    assert f"127.0.0.1:{_stack_value('AZURITE_PORT')}:10000" in published["azurite"]
+    assert "azurite-blob" in services["azurite"]["command"]  # the blob service only, as natively
+    for app in ("worker", "api", *APP_PROCESSES):
+        assert services[app]["command"][0] == app
         env = services[app]["environment"]
         assert {"KAFKA_BOOTSTRAP_SERVERS", "SCHEMA_REGISTRY_URL", "DATABASE_URL",
-                "REDIS_URL"} <= set(env)
+                "REDIS_URL", "AZURE_STORAGE_CONNECTION_STRING", "BLOB_DIR"} <= set(env)
         assert env["SCHEMA_REGISTRY_URL"].endswith("/apis/ccompat/v7")
 
 

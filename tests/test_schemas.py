@@ -9,13 +9,13 @@ import uuid
 
 import pytest
 from confluent_kafka import Producer
-from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry import Schema
 from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from eventpipe.settings import Settings
-from streams.registry import local_schema, local_schema_str
+from streams.registry import local_schema, local_schema_str, registry_client
 from streams.topics import PURPOSE
 from tests.pipeline import Topics, java_partitioned
 from tests.test_lifecycle_topics import STORE
@@ -23,7 +23,7 @@ from tests.test_lifecycle_topics import STORE
 
 def _produce_with_confluent(settings: Settings, schema_str: str, value: dict) -> None:
     serialize = AvroSerializer(
-        SchemaRegistryClient({"url": settings.schema_registry_url}), schema_str,
+        registry_client(settings.schema_registry_url), schema_str,
         conf={"auto.register.schemas": False, "use.latest.version": False})
     producer = Producer(java_partitioned(settings))
     producer.produce(PURPOSE.name, key=value["eventId"].encode(),
@@ -51,7 +51,7 @@ def test_a_v2_message_with_a_new_optional_field_is_read_by_the_v1_worker(
     v2 = copy.deepcopy(local_schema(PURPOSE))
     v2["fields"].append({"name": "channelHint", "type": ["null", "string"], "default": None})
     v2_str = json.dumps(v2)
-    client = SchemaRegistryClient({"url": settings.schema_registry_url})
+    client = registry_client(settings.schema_registry_url)
     assert client.test_compatibility(PURPOSE.subject, Schema(v2_str, "AVRO"))
     client.register_schema(PURPOSE.subject, Schema(v2_str, "AVRO"))
     event_id, command_id = str(uuid.uuid4()), str(uuid.uuid4())
@@ -65,7 +65,7 @@ def test_the_registry_refuses_an_incompatible_change(settings: Settings) -> None
     broken = copy.deepcopy(local_schema(PURPOSE))
     broken["fields"].append({"name": "mandatory", "type": "string"})  # no default: not BACKWARD
     schema = Schema(json.dumps(broken), "AVRO")
-    client = SchemaRegistryClient({"url": settings.schema_registry_url})
+    client = registry_client(settings.schema_registry_url)
     assert client.get_compatibility(PURPOSE.subject) in ("BACKWARD", "BACKWARD_TRANSITIVE")
     assert not client.test_compatibility(PURPOSE.subject, schema)
     with pytest.raises(SchemaRegistryError) as refused:

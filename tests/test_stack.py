@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -29,14 +30,15 @@ def own_stack(stack: Settings) -> None:
 def test_up_again_reuses_every_running_service(own_stack: None) -> None:
     result = _stack("up")
     assert result.returncode == 0, result.stderr
-    for name in ("postgres", "redis", "kafka", "registry"):
+    for name in ("postgres", "redis", "kafka", "registry", "azurite"):
         assert f"{name}: already running" in result.stderr
 
 
 def test_status_reports_each_service_running(own_stack: None) -> None:
     lines = _stack("status").stdout.splitlines()
     assert {line.split()[0]: line.split()[1] for line in lines} == {
-        "postgres": "running", "redis": "running", "kafka": "running", "registry": "running"}
+        "postgres": "running", "redis": "running", "kafka": "running", "registry": "running",
+        "azurite": "running"}
 
 
 def test_env_prints_the_settings_the_suite_uses(stack: Settings) -> None:
@@ -47,6 +49,10 @@ def test_env_prints_the_settings_the_suite_uses(stack: Settings) -> None:
     assert exports["DATABASE_URL"] == stack.database_url
     assert exports["REDIS_URL"] == stack.redis_url
     assert exports["API_URL"].startswith("http://127.0.0.1:")
+    # (%q-quoted: a shell reads it back as the connection string)
+    azurite = shlex.split(exports["AZURE_STORAGE_CONNECTION_STRING"])[0]
+    assert "AccountName=devstoreaccount1;" in azurite
+    assert "BlobEndpoint=http://127.0.0.1:" in azurite
 
 
 def test_a_variable_naming_another_service_makes_it_external(own_stack: None) -> None:

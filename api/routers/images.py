@@ -9,10 +9,9 @@ from fastapi import APIRouter
 
 from api.auth import CurrentUser
 from api.models import (
-    COMMON_RESPONSES,
+    EVENT_RESPONSES,
     Accepted,
     ContentGenerationRequest,
-    ErrorBody,
     EventView,
     JobAccepted,
 )
@@ -20,11 +19,7 @@ from api.routers.common import dispatch, event_after, start_job
 from api.services import ServicesDep
 from streams.topics import IMAGE
 
-router = APIRouter(prefix="/api/events/{eventId}", tags=["images"], responses={
-    **COMMON_RESPONSES,
-    404: {"model": ErrorBody, "description": "EVENT_005"},
-    409: {"model": ErrorBody, "description": "EVENT_003"},
-})
+router = APIRouter(prefix="/api/events/{eventId}", tags=["images"], responses=EVENT_RESPONSES)
 
 
 @router.post("/content-generation", status_code=202, response_model=JobAccepted)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Body
 
 from api.auth import CurrentUser
 from api.models import (
-    COMMON_RESPONSES,
+    EVENT_RESPONSES,
     Accepted,
     ErrorBody,
     EventView,
@@ -21,9 +21,8 @@ from api.services import ServicesDep
 from streams.topics import PUBLISH
 
 router = APIRouter(prefix="/api/events/{eventId}", tags=["publishing"], responses={
-    **COMMON_RESPONSES,
+    **EVENT_RESPONSES,
     202: {"model": Accepted},
-    404: {"model": ErrorBody, "description": "EVENT_005"},
     409: {"model": ErrorBody, "description": "EVENT_003, EVENT_004 (details: what is missing)"},
 })
 

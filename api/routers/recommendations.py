@@ -9,9 +9,8 @@ from fastapi import APIRouter, Body
 
 from api.auth import CurrentUser
 from api.models import (
-    COMMON_RESPONSES,
+    EVENT_RESPONSES,
     Accepted,
-    ErrorBody,
     EventView,
     JobAccepted,
     RecommendationRequest,
@@ -21,11 +20,8 @@ from api.routers.common import dispatch, event_after, start_job
 from api.services import ServicesDep
 from streams.topics import RECOMMENDATION
 
-router = APIRouter(prefix="/api/events/{eventId}", tags=["recommendations"], responses={
-    **COMMON_RESPONSES,
-    404: {"model": ErrorBody, "description": "EVENT_005"},
-    409: {"model": ErrorBody, "description": "EVENT_003"},
-})
+router = APIRouter(prefix="/api/events/{eventId}", tags=["recommendations"],
+                   responses=EVENT_RESPONSES)
 
 
 @router.post("/ai-recommendations", status_code=202, response_model=JobAccepted)

@@ -1,0 +1,130 @@
+"""bench/RESULTS.md from one run's figures: machine, versions, sizes, figures, ratios.
+
+The run writes the figures; the analysis (profiles, what moved each figure, what limits a
+missed target) is kept in bench/ANALYSIS.md by hand and appended as it is.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+from datetime import UTC, datetime
+from importlib.metadata import version
+from pathlib import Path
+from typing import Any
+
+from bench.procs import ROOT
+
+__all__ = ["write"]
+
+RESULTS = ROOT / "bench" / "RESULTS.md"
+ANALYSIS = ROOT / "bench" / "ANALYSIS.md"
+
+
+def _cmd(*argv: str) -> str:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "?"
+
+
+def _machine() -> list[str]:
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "?")
+    mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+    quix = _cmd(str(ROOT / "bench/.venv-quix/bin/python"), "-c",
+                "import quixstreams, confluent_kafka as c; "
+                "print(quixstreams.__version__, c.version()[0])")
+    return [
+        f"- date: {datetime.now(UTC):%Y-%m-%d %H:%M} UTC; commit "
+        f"{_cmd('git', '-C', str(ROOT), 'rev-parse', '--short', 'HEAD')}",
+        f"- machine: {os.cpu_count()} CPUs ({cpu}), {int(mem) // 1024} MiB RAM, "
+        f"{platform.system()} {platform.release()}; load average at the end "
+        f"{os.getloadavg()[0]:.1f} (other developers' tests share the machine)",
+        f"- Python {platform.python_version()}; faust-streaming {version('faust-streaming')}, "
+        f"aiokafka {version('aiokafka')}, fastavro {version('fastavro')}, "
+        f"psycopg {version('psycopg')}, redis-py {version('redis')}, "
+        f"rocksdict {version('rocksdict')}, fastapi {version('fastapi')}, "
+        f"uvicorn {version('uvicorn')}; Quix Streams, its confluent-kafka: {quix}",
+        f"- Kafka: {_kafka_version()}; PostgreSQL: {_cmd('psql', '--version')}; "
+        f"Redis: {_cmd('redis-server', '--version')[:40]}",
+    ]
+
+
+def _kafka_version() -> str:
+    jars = sorted((ROOT / "stack").rglob("kafka_2*.jar")) or sorted(
+        Path(os.environ.get("STACK_DIR", ROOT / ".stack")).rglob("kafka_2*.jar"))
+    return jars[0].name if jars else "see stack/stack.sh"
+
+
+def _throughput(results: Any) -> list[str]:
+    if not results.systems:
+        return []
+    ours = results.systems[0]
+    lines = ["## 1. Stream throughput", "",
+             f"{sum(results.phases):,} commands in three phases "
+             f"({', '.join(map(str, results.phases))}), topics of 2 partitions, RocksDB stores.",
+             "",
+             "| system | " + " | ".join(f"phase {i + 1} s" for i in range(len(results.phases)))
+             + " | commands/s | vs one eventpipe worker | peak RSS MiB "
+             "| projected events by status |",
+             "|---|" + "---|" * len(results.phases) + "---|---|---|---|"]
+    for s in results.systems:
+        phases = " | ".join(f"{p.seconds:.1f}" for p in s.phases)
+        statuses = ", ".join(f"{k} {v}" for k, v in sorted(s.statuses.items())) or "-"
+        lines.append(f"| {s.name} | {phases} | {s.rate:,.0f} | {s.rate / ours.rate:.2f} | "
+                     f"{s.peak_rss_mb:.0f} | {statuses} |")
+    return [*lines, ""]
+
+
+def _latency(results: Any) -> list[str]:
+    if not results.latency:
+        return []
+    o, r = results.options, results.latency
+    lines = ["## 2-3. Command and query latency", "",
+             "| request | rate asked | achieved | requests | p50 ms | p95 ms | p99 ms | max ms "
+             "| errors | statuses |", "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, label, rate in (("command", "POST /api/events/purposes (201 with the DRAFT)",
+                               o.rate),
+                              ("get_event", "GET /api/events/{id}", o.query_rate),
+                              ("get_job", "GET /api/events/jobs/{jobId}/status", o.query_rate)):
+        x = r[name]
+        lines.append(f"| {label} | {rate}/s for {o.seconds} s | {x['achieved_rate']:.0f}/s | "
+                     f"{x['requests']} | {x['p50']:.1f} | {x['p95']:.1f} | {x['p99']:.1f} | "
+                     f"{x['max']:.0f} | {x['errors']} | {x['statuses']} |")
+    rss = r["peak_rss_mb"]
+    lines += ["", f"Peak RSS in this run: worker {rss['worker']:.0f} MiB, "
+              f"API {rss['api']:.0f} MiB.", ""]
+    return lines
+
+
+def _recovery(results: Any) -> list[str]:
+    r = results.recovery
+    if not r:
+        return []
+    return ["## 4. Recovery", "",
+            f"{r['events']:,} event states in the changelog (written in {r['fill_seconds']:.0f} s),"
+            f" RocksDB store of {r['store_mb']:.0f} MiB after the first start.", "",
+            "| start | seconds until a new command's outcome | peak RSS MiB |", "|---|---|---|",
+            f"| cold (store empty: restores everything from the changelog) | "
+            f"{r['cold_seconds']:.1f} | {r['cold_peak_rss_mb']:.0f} |",
+            f"| restart (store kept) | {r['warm_seconds']:.1f} | {r['warm_peak_rss_mb']:.0f} |",
+            ""]
+
+
+def write(results: Any) -> Path:
+    o = results.options
+    lines = ["# Benchmark results", "",
+             "Written by `make bench` (`eventpipe bench`) from one run; the figures below are "
+             "this run's. The machine is shared and noisy: compare the systems by their ratios "
+             "within the run, not across runs.", "", *_machine(),
+             f"- sizes: BENCH_COMMANDS={o.commands}, BENCH_RATE={o.rate}, "
+             f"BENCH_SECONDS={o.seconds}, BENCH_QUERY_RATE={o.query_rate}, "
+             f"BENCH_RECOVERY_EVENTS={o.recovery_events}", "",
+             *_throughput(results), *_latency(results), *_recovery(results)]
+    if ANALYSIS.exists():
+        lines += [ANALYSIS.read_text()]
+    RESULTS.write_text("\n".join(lines) + "\n")
+    return RESULTS

@@ -1,0 +1,122 @@
+"""`eventpipe bench`: every benchmark in order, then bench/RESULTS.md.
+
+Sizes come from options or the environment (BENCH_COMMANDS, BENCH_RATE, BENCH_SECONDS,
+BENCH_QUERY_RATE, BENCH_RECOVERY_EVENTS), so a quick run is `BENCH_COMMANDS=20000 make bench`.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bench.load import plan, preload
+from bench.procs import Isolated
+from bench.throughput import CeilingRun, FaustRun, QuixRun, SystemResult
+from bench.topics import reset_topics
+from streams.codec import register_codecs
+
+__all__ = ["Options", "Results", "main", "throughput"]
+
+console = Console()
+PARTITIONS = 2
+
+
+@dataclass
+class Options:
+    commands: int = int(os.environ.get("BENCH_COMMANDS", 200_000))
+    rate: int = int(os.environ.get("BENCH_RATE", 200))
+    seconds: int = int(os.environ.get("BENCH_SECONDS", 60))
+    query_rate: int = int(os.environ.get("BENCH_QUERY_RATE", 1000))
+    recovery_events: int = int(os.environ.get("BENCH_RECOVERY_EVENTS", 1_000_000))
+    only: tuple[str, ...] = ()  # throughput, latency, recovery; empty: all
+
+
+@dataclass
+class Results:
+    options: Options
+    started: datetime
+    systems: list[SystemResult] = field(default_factory=list)
+    phases: list[int] = field(default_factory=list)
+    latency: dict[str, Any] = field(default_factory=dict)
+    recovery: dict[str, Any] = field(default_factory=dict)
+
+
+def _progress() -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), console=console)
+
+
+def throughput(opts: Options, results: Results) -> None:
+    bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
+    console.rule("[bold]stream throughput")
+    reset_topics(bootstrap, PARTITIONS)
+    codecs = register_codecs(os.environ["SCHEMA_REGISTRY_URL"])
+    phases = plan(opts.commands)
+    results.phases = [len(p) for p in phases]
+    extra = {"TOPIC_PARTITIONS": str(PARTITIONS), "TABLE_STORE": "rocksdb://"}
+    systems = [
+        FaustRun(Isolated("one", 1, 6366, extra), workers=1),
+        FaustRun(Isolated("two", 2, 6376, extra), workers=2),
+        QuixRun(Isolated("quix", 3, 6386, extra)),
+        CeilingRun(),
+    ]
+    total = 0
+    for number, phase in enumerate(phases, 1):
+        since = datetime.now(UTC)
+        with _progress() as bar:
+            task = bar.add_task(f"phase {number}: producing", total=len(phase))
+            preload(bootstrap, codecs, phase, lambda i, t=task: bar.update(t, completed=i))
+            bar.update(task, completed=len(phase))
+        total += len(phase)
+        for system in systems:
+            console.print(f"phase {number}: {system.result.name} ...", end=" ")
+            took = system.run_phase(len(phase), total, since)
+            console.print(f"{took.commands} in {took.seconds:.1f} s = "
+                          f"{took.commands / took.seconds:,.0f}/s")
+    for system in systems:
+        system.finish()
+    results.systems = [s.result for s in systems]
+
+
+def latency(opts: Options, results: Results) -> None:
+    from bench import latency as measure
+
+    console.rule("[bold]command and query latency")
+    reset_topics(os.environ["KAFKA_BOOTSTRAP_SERVERS"], PARTITIONS)
+    with console.status(f"POST at {opts.rate}/s, GETs at {opts.query_rate}/s, "
+                        f"{opts.seconds} s each ..."):
+        results.latency = measure.measure(opts.rate, opts.seconds, opts.query_rate)
+    for name in ("command", "get_event", "get_job"):
+        r = results.latency[name]
+        console.print(f"{name}: p50 {r['p50']:.1f} ms, p95 {r['p95']:.1f} ms, "
+                      f"p99 {r['p99']:.1f} ms, errors {r['errors']}")
+
+
+def recovery(opts: Options, results: Results) -> None:
+    from bench import recovery as measure
+
+    console.rule("[bold]recovery")
+    reset_topics(os.environ["KAFKA_BOOTSTRAP_SERVERS"], PARTITIONS)
+    with console.status(f"{opts.recovery_events:,} events into the changelog, cold start, "
+                        "restart ..."):
+        results.recovery = measure.measure(opts.recovery_events)
+    r = results.recovery
+    console.print(f"cold start {r['cold_seconds']:.1f} s, restart {r['warm_seconds']:.1f} s")
+
+
+def main(opts: Options) -> Results:
+    from bench.report import write
+
+    results = Results(opts, datetime.now(UTC))
+    for name, step in (("throughput", throughput), ("latency", latency),
+                       ("recovery", recovery)):
+        if not opts.only or name in opts.only:
+            step(opts, results)
+    path = write(results)
+    console.print(f"[bold]wrote {path}")
+    return results

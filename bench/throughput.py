@@ -1,0 +1,174 @@
+"""Stream throughput: the same preloaded commands through each system, phase by phase.
+
+Systems: the project with one worker, the project with two workers (the topics have two
+partitions), the same topology on Quix Streams, and the bare aiokafka decode loop. For each
+phase (see `bench.load`) the commands are produced first, then each system is started and
+timed from its first decision to the moment its PostgreSQL projection holds the outcome of
+the phase's last command, then stopped. Start-up is outside the time; a rebalance of two
+workers joining at once is inside it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from bench.procs import ROOT, Isolated, Proc, wait_until
+
+__all__ = ["CeilingRun", "FaustRun", "PhaseTime", "QuixRun", "SystemResult"]
+
+QUIX_PYTHON = ROOT / "bench" / ".venv-quix" / "bin" / "python"
+PHASE_TIMEOUT = 900.0
+
+
+@dataclass
+class PhaseTime:
+    commands: int
+    seconds: float
+
+
+@dataclass
+class SystemResult:
+    name: str
+    phases: list[PhaseTime] = field(default_factory=list)
+    peak_rss_mb: float = 0.0
+    statuses: dict[str, int] = field(default_factory=dict)  # projected events by status
+
+    @property
+    def commands(self) -> int:
+        return sum(p.commands for p in self.phases)
+
+    @property
+    def seconds(self) -> float:
+        return sum(p.seconds for p in self.phases)
+
+    @property
+    def rate(self) -> float:
+        return self.commands / self.seconds if self.seconds else 0.0
+
+
+def _count(url: str, sql: str, *args: Any) -> Any:
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            return conn.execute(sql, args).fetchone()
+    except psycopg.errors.UndefinedTable:
+        return None
+
+
+class FaustRun:
+    """The project: `eventpipe worker` (projector inside), one or more processes."""
+
+    def __init__(self, iso: Isolated, workers: int) -> None:
+        self.iso = iso
+        self.workers = workers
+        self.result = SystemResult(f"eventpipe, {workers} worker{'s' * (workers > 1)}")
+        iso.reset_stores()
+
+    def _procs(self) -> list[Proc]:
+        procs = []
+        for i in range(self.workers):
+            env = {**self.iso.env(), "WORKER_WEB_PORT": str(self.iso.web_port + i),
+                   "DATA_DIR": f"{self.iso.env()['DATA_DIR']}/{i}"}
+            Path(env["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
+            procs.append(Proc(f"worker-{self.iso.name}-{i}",
+                              ["-m", "eventpipe.cli", "worker"], env))
+        return procs
+
+    def _outcomes(self) -> int:
+        row = _count(self.iso.database_url, "SELECT count(*) FROM command_outcomes")
+        return int(row[0]) if row else 0
+
+    def run_phase(self, commands: int, expected_total: int, since: datetime) -> PhaseTime:
+        procs = [p.start() for p in self._procs()]
+        try:
+            end = wait_until(f"{self.result.name}: {expected_total} outcomes",
+                             lambda: self._outcomes() >= expected_total, PHASE_TIMEOUT,
+                             procs[0], poll=0.25)
+            end_wall = time.time() - (time.monotonic() - end)
+            first = _count(self.iso.database_url,
+                           "SELECT min(decided_at) FROM command_outcomes WHERE decided_at >= %s",
+                           since.replace(tzinfo=None))[0]
+            first_wall = first.replace(tzinfo=UTC).timestamp()
+            self.result.peak_rss_mb = max(self.result.peak_rss_mb,
+                                          *(p.peak_rss_mb() for p in procs))
+        finally:
+            for p in procs:
+                p.stop()
+        phase = PhaseTime(commands, end_wall - first_wall)
+        self.result.phases.append(phase)
+        return phase
+
+    def finish(self) -> None:
+        rows = psycopg.connect(self.iso.database_url, autocommit=True).execute(
+            "SELECT status, count(*) FROM events GROUP BY 1").fetchall()
+        self.result.statuses = {status: n for status, n in rows}
+
+
+class QuixRun:
+    """The same topology on Quix Streams, in its own venv."""
+
+    def __init__(self, iso: Isolated) -> None:
+        self.iso = iso
+        self.result = SystemResult("Quix Streams, 1 process")
+        self.first_file = ROOT / "bench" / "data" / "quix-first.txt"
+        iso.reset_stores()
+
+    def _outcomes(self) -> int:
+        row = _count(self.iso.database_url, "SELECT count(*) FROM quix_outcomes")
+        return int(row[0]) if row else 0
+
+    def run_phase(self, commands: int, expected_total: int, since: datetime) -> PhaseTime:
+        self.first_file.parent.mkdir(parents=True, exist_ok=True)
+        self.first_file.unlink(missing_ok=True)
+        env = {**self.iso.env(), "DATABASE_URL": os.environ["DATABASE_URL"],
+               "QUIX_GROUP": "bench-quix", "QUIX_STATE_DIR": self.iso.env()["DATA_DIR"],
+               "QUIX_SCHEMA": self.iso.schema, "QUIX_OUTPUT": "bench.quix.output",
+               "QUIX_FIRST_FILE": str(self.first_file)}
+        proc = Proc("quix", ["bench/quix_topology.py"], env, python=str(QUIX_PYTHON)).start()
+        try:
+            end = wait_until(f"quix: {expected_total} outcomes",
+                             lambda: self._outcomes() >= expected_total, PHASE_TIMEOUT, proc,
+                             poll=0.25)
+            end_wall = time.time() - (time.monotonic() - end)
+            first_wall = float(self.first_file.read_text())
+            self.result.peak_rss_mb = max(self.result.peak_rss_mb, proc.peak_rss_mb())
+        finally:
+            proc.stop()
+        phase = PhaseTime(commands, end_wall - first_wall)
+        self.result.phases.append(phase)
+        return phase
+
+    def finish(self) -> None:
+        rows = psycopg.connect(self.iso.database_url, autocommit=True).execute(
+            "SELECT status, count(*) FROM (SELECT DISTINCT ON (event_id) status FROM quix_states"
+            " ORDER BY event_id, version DESC) s GROUP BY 1").fetchall()
+        self.result.statuses = {status: n for status, n in rows}
+
+
+class CeilingRun:
+    """The bare aiokafka consume-and-decode loop (`bench.ceiling`)."""
+
+    def __init__(self) -> None:
+        self.result = SystemResult("aiokafka consume + decode only")
+
+    def run_phase(self, commands: int, expected_total: int, since: datetime) -> PhaseTime:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        out = subprocess.run([sys.executable, "-m", "bench.ceiling", "bench-ceiling",
+                              str(commands)], env=env, cwd=ROOT, capture_output=True,
+                             text=True, check=True, timeout=PHASE_TIMEOUT)
+        found = json.loads(out.stdout.strip().splitlines()[-1])
+        phase = PhaseTime(commands, found["last"] - found["first"])
+        self.result.phases.append(phase)
+        return phase
+
+    def finish(self) -> None:
+        pass
