@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-import uuid
 from typing import Any
 
 import faust
@@ -23,7 +22,7 @@ from streams.app import Pipeline
 from streams.codec import DecodeError, RegistryUnavailable
 from streams.envelope import has_nul, to_command
 from streams.lifecycle import Command, Decision, Inapplicable
-from streams.registry import record_namespace
+from streams.timeouts import fail_overdue_jobs
 from streams.topics import (
     AI_JOB,
     COMMAND_TOPICS,
@@ -31,9 +30,7 @@ from streams.topics import (
     DISTRIBUTION_JOB,
     DLQ,
     EVENT_TOPIC,
-    IMAGE,
     OUTCOME,
-    RECOMMENDATION,
     TopicSpec,
 )
 
@@ -49,12 +46,6 @@ FACT_TOPICS: dict[str, TopicSpec] = {
     "ImageJobRequested": CONTENT_JOB,
     "DistributionRequested": DISTRIBUTION_JOB,
 }
-# The failure a job timer reports, per job type, and on which topic.
-TIMEOUT_FAILURES: dict[str, tuple[TopicSpec, str]] = {
-    lifecycle.AI_RECOMMENDATION: (RECOMMENDATION, "RecommendationJobFailed"),
-    lifecycle.IMAGE_GENERATION: (IMAGE, "ImageJobFailed"),
-}
-_TIMEOUT_NAMESPACE = uuid.UUID("0f5e2d8c-6c1b-4d57-9b8e-3e2a9c7d4b61")
 # A command is a few KB at most (a job's results): a bigger one is poison. The DLQ keeps at
 # most this much of a message, so its record stays under the producer's 1 MB request limit.
 MAX_COMMAND_BYTES = 256 * 1024
@@ -100,7 +91,8 @@ class CommandHandler:
             # A duplicate re-asserts the state it found: after a kill -9 a RocksDB store can
             # hold a state whose changelog record never left the producer, and the replayed
             # command is the only chance to put it in the changelog (and the projections).
-            self.pipeline.events[command.event_id] = decision.state
+            await self.pipeline.events.put(command.event_id, decision.state)
+            self.pipeline.open_jobs.track(command.event_id, decision.state)
         await self._emit(command, decision)
         self._seconds.observe(time.perf_counter() - started)
         highwater = self.pipeline.app.consumer.highwater(message.tp)
@@ -114,17 +106,19 @@ class CommandHandler:
         if len(key) > MAX_KEY_BYTES or len(value or b"") > MAX_COMMAND_BYTES:
             raise DeadLetter("TOO_LARGE", f"key {len(key)} bytes, value {len(value or b'')}"
                              f" bytes; a command is at most {MAX_COMMAND_BYTES} bytes")
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(RegistryUnavailable),
-            wait=wait_exponential(multiplier=0.2, max=10),
-            before_sleep=lambda s: log.warning("registry unavailable, retrying: %s",
-                                               s.outcome.exception() if s.outcome else ""),
-        ):
-            with attempt:
-                try:
-                    record = self.codec.decode(value)
-                except DecodeError as exc:
-                    raise DeadLetter(exc.code, exc.message) from exc
+        try:
+            record = self._read(value)
+        except RegistryUnavailable:
+            # A writer schema not seen yet, and the registry not answering: wait it out (set
+            # up only here, not per message: tenacity's set-up is not free).
+            async for attempt in AsyncRetrying(
+                retry=retry_if_exception_type(RegistryUnavailable),
+                wait=wait_exponential(multiplier=0.2, max=10),
+                before_sleep=lambda s: log.warning("registry unavailable, retrying: %s",
+                                                   s.outcome.exception() if s.outcome else ""),
+            ):
+                with attempt:
+                    record = self._read(value)
         try:
             command = to_command(record)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -135,6 +129,12 @@ class CommandHandler:
             # Such a state would stop the projector: PostgreSQL text cannot hold NUL.
             raise DeadLetter("INVALID_TEXT", "a text field holds a NUL character")
         return command
+
+    def _read(self, value: bytes | None) -> dict[str, Any]:
+        try:
+            return self.codec.decode(value)
+        except DecodeError as exc:
+            raise DeadLetter(exc.code, exc.message) from exc
 
     def _decide(self, command: Command) -> Decision:
         state = self.pipeline.events.get(command.event_id)
@@ -199,37 +199,6 @@ class CommandHandler:
         })
 
 
-async def fail_overdue_jobs(pipeline: Pipeline, timeout_ms: int) -> int:
-    """Report every job of this worker's events unfinished after `timeout_ms` as FAILED.
-
-    The timer does not touch the table: it writes the failure to the job's topic, keyed by
-    the event, so the agent owning that partition applies it like any worker's report. The
-    commandId derives from the jobId, so a report sent twice has one effect.
-    """
-    now = _now_ms()
-    sent = 0
-    for event_id, state in list(pipeline.events.items()):
-        if state["status"] == "DISCARDED":
-            continue  # the event is gone; its jobs stay as they were
-        for job in (state.get("jobs") or {}).values():
-            if job["status"] in lifecycle.FINISHED_JOB or now - job["createdAt"] < timeout_ms:
-                continue
-            spec, record = TIMEOUT_FAILURES[job["jobType"]]
-            envelope = {
-                "commandId": str(uuid.uuid5(_TIMEOUT_NAMESPACE, job["jobId"])),
-                "eventId": event_id,
-                "userId": state["userId"],
-                "occurredAt": now,
-                "payload": (f"{record_namespace(spec)}.{record}",
-                            {"jobId": job["jobId"],
-                             "error": f"TIMEOUT: not finished within {timeout_ms // 1000} s"}),
-            }
-            await pipeline.topic(spec).send(key=event_id.encode(),
-                                            value=pipeline.codec(spec).encode(envelope))
-            sent += 1
-    return sent
-
-
 def install_agents(pipeline: Pipeline) -> None:
     app = pipeline.app
     for spec in COMMAND_TOPICS:
@@ -243,9 +212,18 @@ def install_agents(pipeline: Pipeline) -> None:
 
     timeout_ms = int(pipeline.settings.job_timeout_seconds * 1000)
 
+    @pipeline.events.on_recover
+    async def reindex_open_jobs() -> None:
+        # The table now holds this worker's partitions; the timer rebuilds the index on its
+        # next tick, outside Faust's recovery (a scan here held up the partitions' resume).
+        pipeline.open_jobs.stale = True
+
     @app.timer(pipeline.settings.job_timeout_check_seconds)
     async def job_timer() -> None:
-        sent = await fail_overdue_jobs(pipeline, timeout_ms)
+        if pipeline.open_jobs.stale:
+            pipeline.open_jobs.rebuild(pipeline.events.items())
+            log.info("%d events with unfinished jobs", len(pipeline.open_jobs))
+        sent = await fail_overdue_jobs(pipeline, pipeline.open_jobs, timeout_ms)
         if sent:
             log.info("reported %d overdue jobs as failed", sent)
 

@@ -7,13 +7,15 @@ Path of a command: topic -> agent (decode, `lifecycle.apply`) -> `events` table 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import faust
 
 from eventpipe.settings import Settings
 from streams.admin import EVENTS_TABLE
 from streams.codec import AvroCodec, register_codecs
+from streams.table import EventsTable
+from streams.timeouts import OpenJobs
 from streams.topics import ALL_TOPICS, TopicSpec
 
 __all__ = ["Pipeline", "build_pipeline"]
@@ -23,9 +25,10 @@ __all__ = ["Pipeline", "build_pipeline"]
 class Pipeline:
     settings: Settings
     app: faust.App
-    events: faust.Table
+    events: EventsTable
     topics: dict[str, faust.TopicT]
     codecs: dict[str, AvroCodec]
+    open_jobs: OpenJobs = field(default_factory=OpenJobs)  # for the job timer
 
     def topic(self, spec: TopicSpec) -> faust.TopicT:
         return self.topics[spec.name]
@@ -69,11 +72,13 @@ def build_pipeline(settings: Settings) -> Pipeline:
     }
     # Keys are eventIds (co-partitioned with the command topics); keys and values are
     # JSON in the changelog (Faust's default for tables), values the event states.
-    events = app.Table(
-        EVENTS_TABLE,
+    events = app.tables.add(EventsTable(
+        app,
+        name=EVENTS_TABLE,
         key_type=str,
         partitions=settings.topic_partitions,
-    )
+        beacon=app.tables.beacon,
+    ))
     pipeline = Pipeline(settings, app, events, topics, codecs)
 
     from streams.agents import install_agents  # agents need the pipeline they run in
