@@ -15,9 +15,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+import psycopg
 from aiokafka import AIOKafkaProducer
 from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -32,6 +33,8 @@ from streams.vocabulary import ErrorCode
 __all__ = ["CommandBus", "Outcome", "OutcomeWaiter"]
 
 log = logging.getLogger(__name__)
+# PostgreSQL down or unreachable, as the pool reports it.
+STORE_ERRORS = (psycopg.OperationalError, PoolTimeout)
 
 
 @dataclass(frozen=True)
@@ -139,4 +142,10 @@ class CommandBus:
             await self.producer.send_and_wait(spec.name, value=value, key=event_id.encode())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(announced, wait_seconds)
-        return command_id, await self.waiter.read(command_id)
+        try:
+            return command_id, await self.waiter.read(command_id)
+        except STORE_ERRORS as exc:
+            # The command is in Kafka and will be applied: a 503 would invite a retry, and a
+            # retried command is a second command. Only its outcome cannot be read yet.
+            log.warning("outcome of %s not readable (%s); answering 202", command_id, exc)
+            return command_id, None

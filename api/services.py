@@ -49,8 +49,11 @@ class Services:
         redis = Redis.from_url(settings.redis_url, decode_responses=True,
                                socket_timeout=1.0, socket_connect_timeout=1.0)
         # check: a connection broken by a PostgreSQL restart is replaced, not handed out.
+        # A request waits this long for a PostgreSQL connection, then answers 503 (the pool's
+        # default, 30 s, outlasts any client's patience).
         pool = AsyncConnectionPool(settings.database_url, min_size=1, max_size=8, open=False,
-                                   check=AsyncConnectionPool.check_connection)
+                                   check=AsyncConnectionPool.check_connection,
+                                   timeout=settings.api_store_timeout_seconds)
         await pool.open(wait=False)
         waiter = OutcomeWaiter(redis, pool)
         await waiter.start()

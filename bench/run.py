@@ -61,6 +61,7 @@ def throughput(opts: Options, results: Results) -> None:
     extra = {"TOPIC_PARTITIONS": str(PARTITIONS), "TABLE_STORE": "rocksdb://"}
     systems = [
         FaustRun(Isolated("one", 1, 6366, extra), workers=1),
+        FaustRun(Isolated("split", 4, 6396, extra), workers=1, separate_projector=True),
         FaustRun(Isolated("two", 2, 6376, extra), workers=2),
         QuixRun(Isolated("quix", 3, 6386, extra)),
         CeilingRun(),

@@ -65,22 +65,30 @@ def _count(url: str, sql: str, *args: Any) -> Any:
 
 
 class FaustRun:
-    """The project: `eventpipe worker` (projector inside), one or more processes."""
+    """The project: `eventpipe worker` processes, the projector inside the (first) worker,
+    or in a process of its own (`eventpipe projector`) with `separate_projector`."""
 
-    def __init__(self, iso: Isolated, workers: int) -> None:
+    def __init__(self, iso: Isolated, workers: int, separate_projector: bool = False) -> None:
         self.iso = iso
         self.workers = workers
-        self.result = SystemResult(f"eventpipe, {workers} worker{'s' * (workers > 1)}")
+        self.separate_projector = separate_projector
+        name = f"eventpipe, {workers} worker{'s' * (workers > 1)}"
+        self.result = SystemResult(name + (" + projector process" if separate_projector else ""))
         iso.reset_stores()
 
     def _procs(self) -> list[Proc]:
         procs = []
+        embed = "false" if self.separate_projector else "true"
         for i in range(self.workers):
             env = {**self.iso.env(), "WORKER_WEB_PORT": str(self.iso.web_port + i),
-                   "DATA_DIR": f"{self.iso.env()['DATA_DIR']}/{i}"}
+                   "DATA_DIR": f"{self.iso.env()['DATA_DIR']}/{i}",
+                   "WORKER_EMBED_PROJECTOR": embed}
             Path(env["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
             procs.append(Proc(f"worker-{self.iso.name}-{i}",
                               ["-m", "eventpipe.cli", "worker"], env))
+        if self.separate_projector:
+            procs.append(Proc(f"projector-{self.iso.name}", ["-m", "eventpipe.cli", "projector"],
+                              self.iso.env()))
         return procs
 
     def _outcomes(self) -> int:

@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     command_wait_seconds: float = Field(2.0, description="read-your-writes wait before a 202")
     api_max_body_bytes: int = 1024 * 1024  # a larger request body answers 413
     api_produce_timeout_seconds: float = 10.0  # broker away longer: 503 + Retry-After
+    api_store_timeout_seconds: float = 5.0  # PostgreSQL unreachable longer: 503 + Retry-After
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
     jwt_secret: str = "dev-secret-change-me-0123456789abcdef"  # HS256 signing/verifying key
     jwt_public_key: str = ""  # PEM, for RS256

@@ -61,7 +61,8 @@ class Topics:
                     break
                 except BufferError:  # the local queue is full: let it drain
                     self.producer.poll(0.1)
-        self.producer.flush(60)
+        undelivered = self.producer.flush(60)
+        assert undelivered == 0, f"{undelivered} commands not delivered to Kafka"
 
     def outcome(self, command_id: str, timeout: float = 30.0) -> dict[str, str]:
         """The outcome as the projector recorded it for the API."""
