@@ -21,6 +21,7 @@ from streams import lifecycle, metrics
 from streams.app import Pipeline
 from streams.codec import DecodeError, RegistryUnavailable
 from streams.envelope import has_nul, to_command
+from streams.gaps import GapGuard
 from streams.lifecycle import Command, Decision, Inapplicable
 from streams.timeouts import fail_overdue_jobs
 from streams.topics import (
@@ -50,6 +51,7 @@ FACT_TOPICS: dict[str, TopicSpec] = {
 # most this much of a message, so its record stays under the producer's 1 MB request limit.
 MAX_COMMAND_BYTES = 256 * 1024
 MAX_KEY_BYTES = 1024  # keys are eventIds (36 bytes)
+GAP_CHECK_SECONDS = 5.0  # see streams/gaps.py
 
 
 class DeadLetter(Exception):
@@ -217,6 +219,12 @@ def install_agents(pipeline: Pipeline) -> None:
         # The table now holds this worker's partitions; the timer rebuilds the index on its
         # next tick, outside Faust's recovery (a scan here held up the partitions' resume).
         pipeline.open_jobs.stale = True
+
+    gaps = GapGuard(app, {spec.name for spec in COMMAND_TOPICS})
+
+    @app.timer(GAP_CHECK_SECONDS)
+    async def gap_guard() -> None:
+        await gaps.check()
 
     @app.timer(pipeline.settings.job_timeout_check_seconds)
     async def job_timer() -> None:

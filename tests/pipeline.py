@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import time
 import uuid
+import warnings
+from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import redis
 from confluent_kafka import Producer
 
@@ -86,3 +89,40 @@ class Topics:
     def version(self, event_id: str) -> int | None:
         found = self.rds.hget(f"event:draft:{event_id}", "version")
         return None if found is None else int(found)
+
+
+def applied_when_settled(conn: psycopg.Connection, user: str, events: int,
+                          quiet_seconds: float = 60.0, limit_seconds: float = 600.0) -> int:
+    """Events at their last version once all are, or once no more came for a while."""
+    done, last_change = -1, time.monotonic()
+    deadline = time.monotonic() + limit_seconds  # a bound on waiting, not a speed test
+    while time.monotonic() < deadline:
+        now = conn.execute("SELECT count(*) FROM events WHERE user_id = %s AND version = 4",
+                           (user,)).fetchone()[0]
+        if now == events:
+            return now
+        if now != done:
+            done, last_change = now, time.monotonic()
+        elif time.monotonic() - last_change > quiet_seconds:
+            break
+        time.sleep(1)
+    return done
+
+
+def applied_despite_stalls(conn: psycopg.Connection, user: str, events: int,
+                           restart: Callable[[], None], restarts: int = 2) -> int:
+    """`applied_when_settled`, restarting the worker gracefully while some are missing.
+
+    Known Faust limit (topology.md, "Delivery guarantee"): after a rebalance with a backlog,
+    Faust can leave the first records of a partition unprocessed and uncommitted until the
+    next rebalance. Nothing is lost, and a restart shows it; a warning says it happened.
+    """
+    done = applied_when_settled(conn, user, events)
+    for attempt in range(1, restarts + 1):
+        if done == events:
+            break
+        warnings.warn(f"{events - done} events waited for worker restart {attempt}"
+                      " (Faust left records unprocessed after a rebalance)", stacklevel=2)
+        restart()
+        done = applied_when_settled(conn, user, events)
+    return done

@@ -6,7 +6,6 @@ import os
 import subprocess
 import time
 import uuid
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +16,7 @@ import pytest
 from eventpipe.settings import Settings
 from streams.topics import PURPOSE
 from tests.conftest import ROOT
-from tests.pipeline import Topics
+from tests.pipeline import Topics, applied_despite_stalls
 from tests.test_api import PURPOSE_BODY, until
 from tests.test_lifecycle_topics import STORE
 from tests.test_projections import eventpipe
@@ -92,24 +91,6 @@ def test_10000_commands_through_a_postgresql_restart_and_a_redis_outage(
     assert check.stdout.strip().endswith("0 differences")
 
 
-def _applied_when_settled(conn: psycopg.Connection, user: str, events: int,
-                          quiet_seconds: float = 60.0, limit_seconds: float = 600.0) -> int:
-    """Events at their last version once all are, or once no more came for a while."""
-    done, last_change = -1, time.monotonic()
-    deadline = time.monotonic() + limit_seconds  # a bound on waiting, not a speed test
-    while time.monotonic() < deadline:
-        now = conn.execute("SELECT count(*) FROM events WHERE user_id = %s AND version = 4",
-                           (user,)).fetchone()[0]
-        if now == events:
-            return now
-        if now != done:
-            done, last_change = now, time.monotonic()
-        elif time.monotonic() - last_change > quiet_seconds:
-            break
-        time.sleep(1)
-    return done
-
-
 @pytest.mark.chaos
 @pytest.mark.timeout(1800)
 def test_kill_9_of_the_worker_in_the_middle_of_20000_commands(
@@ -133,18 +114,8 @@ def test_kill_9_of_the_worker_in_the_middle_of_20000_commands(
                 "SELECT count(*) FROM events WHERE user_id = %s", (user,)).fetchone()[0] < 500:
             time.sleep(0.2)
         worker.restart(WORKER_READY, sig_kill=True)
-        done = _applied_when_settled(conn, user, len(event_ids))
-        # Known Faust limit (topology.md, "Delivery guarantee"): after a restart with a
-        # backlog, Faust can leave the first records of a partition unprocessed, uncommitted,
-        # until the next rebalance. Nothing is lost, and a restart shows it: the commands are
-        # applied then. Said as a warning, so a run shows when it happened.
-        restarts = 0
-        while done < len(event_ids) and restarts < 2:
-            restarts += 1
-            warnings.warn(f"{len(event_ids) - done} events waited for restart {restarts} after"
-                          " the kill -9 (Faust left records unprocessed)", stacklevel=1)
-            worker.restart(WORKER_READY)
-            done = _applied_when_settled(conn, user, len(event_ids))
+        applied_despite_stalls(conn, user, len(event_ids),
+                               lambda: worker.restart(WORKER_READY))
         rows = conn.execute("SELECT event_name, version, count(*) FROM events"
                             " WHERE user_id = %s GROUP BY 1, 2", (user,)).fetchall()
         outcomes = conn.execute(
