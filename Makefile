@@ -50,8 +50,9 @@ test: up lint
 BENCH_STACK = STACK_DIR=$(CURDIR)/bench/.stack STACK_PORT_OFFSET=300 $(STACK)
 bench: setup
 	$(BIN)/pip install --quiet -e '.[bench]'
-	test -x bench/.venv-quix/bin/python || { python3 -m venv bench/.venv-quix && \
-	  bench/.venv-quix/bin/pip install --quiet 'quixstreams[postgresql]>=3.28,<4'; }
+	test -x bench/.venv-quix/bin/python || python3 -m venv bench/.venv-quix
+	bench/.venv-quix/bin/pip install --quiet 'quixstreams>=3.28,<4' \
+	  'psycopg[binary,pool]>=3.3,<3.4' 'redis[hiredis]>=8.1,<9' 'orjson>=3.10,<4'
 	$(BENCH_STACK) up
 	eval "$$($(BENCH_STACK) env)" && $(BIN)/eventpipe bench
 

@@ -78,9 +78,10 @@ class OutcomeWaiter:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(OUTCOME_CHANNEL)
                     async for message in pubsub.listen():
-                        future = self._waiting.get(message["data"])
-                        if future is not None and not future.done():
-                            future.set_result(None)
+                        for command_id in message["data"].split():
+                            future = self._waiting.get(command_id)
+                            if future is not None and not future.done():
+                                future.set_result(None)
             except (RedisError, OSError) as exc:
                 # Waiters fall back to reading the outcome key when their time is up.
                 log.warning("outcome listener lost Redis (%s); reconnecting", exc)

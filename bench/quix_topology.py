@@ -1,33 +1,37 @@
 """The pipeline's topology on Quix Streams, for the side-by-side throughput figure.
 
 Runs in its own venv (bench/.venv-quix: Quix pins confluent-kafka and pydantic-settings
-below the project's) with the project on PYTHONPATH, so it decides with the same rules
-(`streams.lifecycle.apply`) and decodes and encodes with the same Avro codec: the four
-command topics, merged; the event state in Quix's own RocksDB state (with its changelog);
-outcomes and facts, Avro-encoded, to one output topic; states and outcomes to PostgreSQL
-through Quix's PostgreSQLSink (upsert on the primary key). The project also writes Redis;
-this does not, so the comparison leans to Quix's side.
+below the project's) with the project on PYTHONPATH, so it does exactly what the project
+does, only on another framework: the same rules (`streams.lifecycle.apply`), the same Avro
+codec, and the same projection (`sinks.batch`, `sinks.postgres`, `sinks.redis`: the ERD's
+tables and the Redis keys). The four command topics, merged; the event state in Quix's own
+RocksDB state (with its changelog); outcomes and facts, Avro-encoded, to one output topic;
+states and outcomes to PostgreSQL and Redis through a Quix `BatchingSink` at each of Quix's
+checkpoints (every second), folded as the project's projector folds its batches.
 
-Environment: KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, DATABASE_URL, QUIX_GROUP,
-QUIX_STATE_DIR, QUIX_SCHEMA (PostgreSQL schema), QUIX_OUTPUT (topic), QUIX_FIRST_FILE
-(where the time of the first message of each process goes).
+Environment: KAFKA_BOOTSTRAP_SERVERS, SCHEMA_REGISTRY_URL, DATABASE_URL (its search_path the
+run's schema, already migrated), REDIS_URL, QUIX_GROUP, QUIX_STATE_DIR, QUIX_OUTPUT (topic),
+QUIX_FIRST_FILE (where the time of the first message of each process goes).
 """
 
 from __future__ import annotations
 
-import json
+import asyncio
 import os
 import time
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlparse
 
 from quixstreams import Application, State, message_context
-from quixstreams.sinks.community.postgresql import PostgreSQLSink
+from quixstreams.sinks import BatchingSink, SinkBatch
 
+from eventpipe.settings import Settings
+from sinks.batch import Batch
+from sinks.postgres import PostgresSink
+from sinks.redis import RedisSink
 from streams import lifecycle
 from streams.codec import register_codecs
-from streams.envelope import to_command
+from streams.envelope import fact_record, outcome_record, to_command
 from streams.lifecycle import Inapplicable
 from streams.topics import COMMAND_TOPICS, OUTCOME
 
@@ -53,27 +57,44 @@ def decide(value: bytes, key: Any, timestamp: int, headers: Any,
         state.set("s", decision.state)
     rows: list[dict[str, Any]] = []
     if decision.changed and decision.state is not None:
-        s = decision.state
-        rows.append({"kind": "state", "event_id": s["eventId"], "version": s["version"],
-                     "status": s["status"], "doc": json.dumps(s, ensure_ascii=False)})
-    outcome = {
-        "commandId": command.command_id, "eventId": command.event_id,
-        "userId": command.user_id, "commandType": command.type,
-        "status": "ACCEPTED" if decision.accepted else "REJECTED",
-        "code": decision.code.value if decision.code else None, "message": decision.message,
-        "details": list(decision.details), "eventVersion": decision.version,
-        "decidedAt": time.time_ns() // 1_000_000,
-    }
-    rows.append({"kind": "outcome", "command_id": command.command_id,
-                 "event_id": command.event_id, "status": outcome["status"],
-                 "code": outcome["code"], "avro": CODECS[OUTCOME.name].encode(outcome)})
+        rows.append({"kind": "state", "state": decision.state})
+    outcome = outcome_record(command, decision, time.time_ns() // 1_000_000)
+    rows.append({"kind": "outcome", "outcome": outcome,
+                 "avro": CODECS[OUTCOME.name].encode(outcome)})
     for fact in () if decision.duplicate else decision.facts:
-        rows.append({"kind": "fact", "avro": json.dumps(fact.payload, default=str).encode()})
+        spec, record = fact_record(fact, command.command_id)
+        rows.append({"kind": "fact", "avro": CODECS[spec.name].encode(record)})
     return rows
 
 
+class ProjectionSink(BatchingSink):
+    """The project's PostgreSQL and Redis sinks, driven by Quix's checkpoints."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        settings = Settings()
+        self.loop = asyncio.new_event_loop()  # the sinks are asyncio; Quix calls us in sync
+        self.postgres = PostgresSink(settings.database_url)
+        self.redis = RedisSink(settings)
+        self.loop.run_until_complete(self.postgres.start())
+
+    def write(self, batch: SinkBatch) -> None:
+        fold = Batch()
+        for item in batch:
+            row = item.value
+            if row["kind"] == "state":
+                fold.add_state(row["state"])
+            else:
+                fold.outcomes.append(row["outcome"])
+        self.loop.run_until_complete(self._write(fold))
+
+    async def _write(self, fold: Batch) -> None:
+        await self.postgres.write(fold.upserts, [s["eventId"] for s in fold.deletes],
+                                  fold.outcomes)
+        await self.redis.write(fold.upserts, fold.deletes, fold.outcomes)
+
+
 def main() -> None:
-    pg = urlparse(os.environ["DATABASE_URL"])
     app = Application(
         broker_address=os.environ["KAFKA_BOOTSTRAP_SERVERS"],
         consumer_group=os.environ["QUIX_GROUP"],
@@ -92,18 +113,8 @@ def main() -> None:
         sdf = one if sdf is None else sdf.concat(one)
     assert sdf is not None
     sdf = sdf.apply(decide, stateful=True, expand=True, metadata=True)
-    sdf.filter(lambda r: r["kind"] != "state").apply(lambda r: r["avro"]).to_topic(output)
-    sink = PostgreSQLSink(
-        host=pg.hostname or "127.0.0.1", port=pg.port or 5432, dbname=pg.path.lstrip("/"),
-        user=pg.username or "", password=pg.password or "",
-        table_name=lambda item: f"quix_{item.value['kind']}s",
-        schema_name=os.environ["QUIX_SCHEMA"],
-        primary_key_columns=lambda item: ("event_id" if item.value["kind"] == "state"
-                                          else "command_id"),
-        upsert_on_primary_key=True, include_metadata=False,
-    )
-    sdf.filter(lambda r: r["kind"] != "fact").apply(
-        lambda r: {k: v for k, v in r.items() if k != "avro"}).sink(sink)
+    sdf.apply(lambda r: r.get("avro")).filter(lambda avro: avro is not None).to_topic(output)
+    sdf.filter(lambda r: r["kind"] != "fact").sink(ProjectionSink())
     app.run()
 
 

@@ -1,7 +1,8 @@
 """`eventpipe bench`: every benchmark in order, then bench/RESULTS.md.
 
 Sizes come from options or the environment (BENCH_COMMANDS, BENCH_RATE, BENCH_SECONDS,
-BENCH_QUERY_RATE, BENCH_RECOVERY_EVENTS), so a quick run is `BENCH_COMMANDS=20000 make bench`.
+BENCH_QUERY_RATE, BENCH_RECOVERY_EVENTS, BENCH_SYSTEMS), so a quick run is
+`BENCH_COMMANDS=20000 make bench`.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ class Options:
     query_rate: int = int(os.environ.get("BENCH_QUERY_RATE", 1000))
     recovery_events: int = int(os.environ.get("BENCH_RECOVERY_EVENTS", 1_000_000))
     only: tuple[str, ...] = ()  # throughput, latency, recovery; empty: all
+    # one, split, two, quix, ceiling; empty: all (a subset is for quick comparisons)
+    systems: tuple[str, ...] = tuple(s for s in os.environ.get("BENCH_SYSTEMS", "").split(",")
+                                     if s)
 
 
 @dataclass
@@ -54,34 +58,40 @@ def _progress() -> Progress:
 def throughput(opts: Options, results: Results) -> None:
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     console.rule("[bold]stream throughput")
-    reset_topics(bootstrap, PARTITIONS)
     codecs = register_codecs(os.environ["SCHEMA_REGISTRY_URL"])
     phases = plan(opts.commands)
     results.phases = [len(p) for p in phases]
     extra = {"TOPIC_PARTITIONS": str(PARTITIONS), "TABLE_STORE": "rocksdb://"}
-    systems = [
-        FaustRun(Isolated("one", 1, 6366, extra), workers=1),
-        FaustRun(Isolated("split", 4, 6396, extra), workers=1, separate_projector=True),
-        FaustRun(Isolated("two", 2, 6376, extra), workers=2),
-        QuixRun(Isolated("quix", 3, 6386, extra)),
-        CeilingRun(),
-    ]
-    total = 0
-    for number, phase in enumerate(phases, 1):
-        since = datetime.now(UTC)
-        with _progress() as bar:
-            task = bar.add_task(f"phase {number}: producing", total=len(phase))
-            preload(bootstrap, codecs, phase, lambda i, t=task: bar.update(t, completed=i))
-            bar.update(task, completed=len(phase))
-        total += len(phase)
-        for system in systems:
+    every = {
+        "one": lambda: FaustRun(Isolated("one", 1, 6366, extra), workers=1),
+        "split": lambda: FaustRun(Isolated("split", 4, 6396, extra), workers=1,
+                                  separate_projector=True),
+        "two": lambda: FaustRun(Isolated("two", 2, 6376, extra), workers=2),
+        "quix": lambda: QuixRun(Isolated("quix", 3, 6386, extra)),
+        "ceiling": CeilingRun,
+    }
+    for name, make in every.items():
+        if opts.systems and name not in opts.systems:
+            continue
+        # Each system on topics of its own: the pipeline's topic names are fixed, and a
+        # system reading another's outcomes would see its phase end early.
+        reset_topics(bootstrap, PARTITIONS)
+        system = make()
+        total = 0
+        for number, phase in enumerate(phases, 1):
+            with _progress() as bar:
+                task = bar.add_task(f"{system.result.name}, phase {number}: producing",
+                                    total=len(phase))
+                preload(bootstrap, codecs, phase, lambda i, t=task: bar.update(t, completed=i))
+                bar.update(task, completed=len(phase))
+            total += len(phase)
+            since = datetime.now(UTC)
             console.print(f"phase {number}: {system.result.name} ...", end=" ")
             took = system.run_phase(len(phase), total, since)
             console.print(f"{took.commands} in {took.seconds:.1f} s = "
                           f"{took.commands / took.seconds:,.0f}/s")
-    for system in systems:
         system.finish()
-    results.systems = [s.result for s in systems]
+        results.systems.append(system.result)
 
 
 def latency(opts: Options, results: Results) -> None:

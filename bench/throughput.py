@@ -10,6 +10,7 @@ workers joining at once is inside it.
 
 from __future__ import annotations
 
+import abc
 import json
 import os
 import subprocess
@@ -23,8 +24,9 @@ from typing import Any
 import psycopg
 
 from bench.procs import ROOT, Isolated, Proc, wait_until
+from sinks.migrate import migrate
 
-__all__ = ["CeilingRun", "FaustRun", "PhaseTime", "QuixRun", "SystemResult"]
+__all__ = ["CeilingRun", "FaustRun", "PhaseTime", "ProjectedRun", "QuixRun", "SystemResult"]
 
 QUIX_PYTHON = ROOT / "bench" / ".venv-quix" / "bin" / "python"
 PHASE_TIMEOUT = 900.0
@@ -64,17 +66,61 @@ def _count(url: str, sql: str, *args: Any) -> Any:
         return None
 
 
-class FaustRun:
+class ProjectedRun(abc.ABC):
+    """A system that projects into PostgreSQL: started for each phase, timed from its first
+    decision to the moment its projection holds the phase's last outcome, then stopped."""
+
+    result: SystemResult
+
+    def __init__(self, iso: Isolated) -> None:
+        self.iso = iso
+        iso.reset_stores()
+
+    @abc.abstractmethod
+    def _procs(self) -> list[Proc]:
+        """The processes of one phase (not started)."""
+
+    @abc.abstractmethod
+    def _first_decision(self, since: datetime) -> float:
+        """Wall time of the phase's first decision."""
+
+    def _outcomes(self) -> int:
+        row = _count(self.iso.database_url, "SELECT count(*) FROM command_outcomes")
+        return int(row[0]) if row else 0
+
+    def run_phase(self, commands: int, expected_total: int, since: datetime) -> PhaseTime:
+        procs = [p.start() for p in self._procs()]
+        try:
+            end = wait_until(f"{self.result.name}: {expected_total} outcomes",
+                             lambda: self._outcomes() >= expected_total, PHASE_TIMEOUT,
+                             procs[0], poll=0.25)
+            end_wall = time.time() - (time.monotonic() - end)
+            first_wall = self._first_decision(since)
+            self.result.peak_rss_mb = max(self.result.peak_rss_mb,
+                                          *(p.peak_rss_mb() for p in procs))
+        finally:
+            for p in procs:
+                p.stop()
+        phase = PhaseTime(commands, end_wall - first_wall)
+        self.result.phases.append(phase)
+        return phase
+
+    def finish(self) -> None:
+        rows = psycopg.connect(self.iso.database_url, autocommit=True).execute(
+            "SELECT status, count(*) FROM events GROUP BY 1").fetchall()
+        self.result.statuses = {status: n for status, n in rows}
+
+
+class FaustRun(ProjectedRun):
     """The project: `eventpipe worker` processes, the projector inside the (first) worker,
     or in a process of its own (`eventpipe projector`) with `separate_projector`."""
 
     def __init__(self, iso: Isolated, workers: int, separate_projector: bool = False) -> None:
-        self.iso = iso
+        super().__init__(iso)
         self.workers = workers
         self.separate_projector = separate_projector
         name = f"eventpipe, {workers} worker{'s' * (workers > 1)}"
         self.result = SystemResult(name + (" + projector process" if separate_projector else ""))
-        iso.reset_stores()
 
     def _procs(self) -> list[Proc]:
         procs = []
@@ -91,75 +137,33 @@ class FaustRun:
                               self.iso.env()))
         return procs
 
-    def _outcomes(self) -> int:
-        row = _count(self.iso.database_url, "SELECT count(*) FROM command_outcomes")
-        return int(row[0]) if row else 0
-
-    def run_phase(self, commands: int, expected_total: int, since: datetime) -> PhaseTime:
-        procs = [p.start() for p in self._procs()]
-        try:
-            end = wait_until(f"{self.result.name}: {expected_total} outcomes",
-                             lambda: self._outcomes() >= expected_total, PHASE_TIMEOUT,
-                             procs[0], poll=0.25)
-            end_wall = time.time() - (time.monotonic() - end)
-            first = _count(self.iso.database_url,
-                           "SELECT min(decided_at) FROM command_outcomes WHERE decided_at >= %s",
-                           since.replace(tzinfo=None))[0]
-            first_wall = first.replace(tzinfo=UTC).timestamp()
-            self.result.peak_rss_mb = max(self.result.peak_rss_mb,
-                                          *(p.peak_rss_mb() for p in procs))
-        finally:
-            for p in procs:
-                p.stop()
-        phase = PhaseTime(commands, end_wall - first_wall)
-        self.result.phases.append(phase)
-        return phase
-
-    def finish(self) -> None:
-        rows = psycopg.connect(self.iso.database_url, autocommit=True).execute(
-            "SELECT status, count(*) FROM events GROUP BY 1").fetchall()
-        self.result.statuses = {status: n for status, n in rows}
+    def _first_decision(self, since: datetime) -> float:
+        first = _count(self.iso.database_url,
+                       "SELECT min(decided_at) FROM command_outcomes WHERE decided_at >= %s",
+                       since.replace(tzinfo=None))[0]
+        return float(first.replace(tzinfo=UTC).timestamp())
 
 
-class QuixRun:
-    """The same topology on Quix Streams, in its own venv."""
+class QuixRun(ProjectedRun):
+    """The same topology on Quix Streams (`bench.quix_topology`), in its own venv, writing
+    the project's projection (its schema migrated here, as the worker migrates its own)."""
 
     def __init__(self, iso: Isolated) -> None:
-        self.iso = iso
+        super().__init__(iso)
         self.result = SystemResult("Quix Streams, 1 process")
         self.first_file = ROOT / "bench" / "data" / "quix-first.txt"
-        iso.reset_stores()
+        migrate(iso.database_url)
 
-    def _outcomes(self) -> int:
-        row = _count(self.iso.database_url, "SELECT count(*) FROM quix_outcomes")
-        return int(row[0]) if row else 0
-
-    def run_phase(self, commands: int, expected_total: int, since: datetime) -> PhaseTime:
+    def _procs(self) -> list[Proc]:
         self.first_file.parent.mkdir(parents=True, exist_ok=True)
         self.first_file.unlink(missing_ok=True)
-        env = {**self.iso.env(), "DATABASE_URL": os.environ["DATABASE_URL"],
-               "QUIX_GROUP": "bench-quix", "QUIX_STATE_DIR": self.iso.env()["DATA_DIR"],
-               "QUIX_SCHEMA": self.iso.schema, "QUIX_OUTPUT": "bench.quix.output",
+        env = {**self.iso.env(), "QUIX_GROUP": "bench-quix",
+               "QUIX_STATE_DIR": self.iso.env()["DATA_DIR"], "QUIX_OUTPUT": "bench.quix.output",
                "QUIX_FIRST_FILE": str(self.first_file)}
-        proc = Proc("quix", ["bench/quix_topology.py"], env, python=str(QUIX_PYTHON)).start()
-        try:
-            end = wait_until(f"quix: {expected_total} outcomes",
-                             lambda: self._outcomes() >= expected_total, PHASE_TIMEOUT, proc,
-                             poll=0.25)
-            end_wall = time.time() - (time.monotonic() - end)
-            first_wall = float(self.first_file.read_text())
-            self.result.peak_rss_mb = max(self.result.peak_rss_mb, proc.peak_rss_mb())
-        finally:
-            proc.stop()
-        phase = PhaseTime(commands, end_wall - first_wall)
-        self.result.phases.append(phase)
-        return phase
+        return [Proc("quix", ["bench/quix_topology.py"], env, python=str(QUIX_PYTHON))]
 
-    def finish(self) -> None:
-        rows = psycopg.connect(self.iso.database_url, autocommit=True).execute(
-            "SELECT status, count(*) FROM (SELECT DISTINCT ON (event_id) status FROM quix_states"
-            " ORDER BY event_id, version DESC) s GROUP BY 1").fetchall()
-        self.result.statuses = {status: n for status, n in rows}
+    def _first_decision(self, since: datetime) -> float:
+        return float(self.first_file.read_text())
 
 
 class CeilingRun:

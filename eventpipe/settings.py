@@ -42,6 +42,7 @@ class Settings(BaseSettings):
     worker_embed_projector: bool = True  # run the projector inside the stream worker
     sink_batch_size: int = 2000
     sink_batch_seconds: float = 0.05
+    sink_commit_seconds: float = 1.0  # written offsets are committed at most this often
 
     # Redis key TTLs (SPEC 5).
     ttl_draft_seconds: int = 1800

@@ -16,8 +16,8 @@ from psycopg.rows import dict_row
 from redis.asyncio import Redis
 
 from eventpipe.settings import Settings
+from sinks.batch import PROJECTED_STATUSES, Batch
 from sinks.postgres import PostgresSink
-from sinks.projector import PROJECTED_STATUSES, Batch
 from sinks.redis import RedisSink, draft_key
 from streams.admin import EVENTS_TABLE
 from streams.topics import changelog_topic

@@ -1,13 +1,13 @@
 """The projector: the `events` changelog and the outcomes topic into PostgreSQL and Redis.
 
 The changelog table is the source of truth (SPEC 10); both stores are projections of it.
-Commit protocol, once per batch (marked in `_project` below):
+Commit protocol, once per batch (marked in `project_once` below):
 
   1. poll a batch (up to `sink_batch_size` records or `sink_batch_seconds`);
   2. fold it: the newest state per event, every outcome;
   3. write PostgreSQL in one transaction;
   4. write Redis in one pipeline, then announce the outcomes;
-  5. commit the batch's offsets.
+  5. commit the written batches' offsets (at most every `sink_commit_seconds`).
 
 A store that is down is retried with backoff until it is back (steps 3 and 4), never
 skipped, so step 5 only ever follows durable writes to both: at-least-once, and the
@@ -17,19 +17,21 @@ version guards make the replay that follows a crash leave the stores as they wer
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import logging
-from dataclasses import dataclass, field
+import time
 from typing import Any
 
+import orjson
 import psycopg
 import psycopg_pool
 import redis.exceptions
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import CommitFailedError, IllegalStateError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
 from eventpipe.settings import Settings
+from sinks.batch import Batch
 from sinks.postgres import PostgresSink
 from sinks.redis import RedisSink
 from streams import metrics
@@ -37,35 +39,14 @@ from streams.admin import EVENTS_TABLE
 from streams.codec import AvroCodec, DecodeError
 from streams.topics import OUTCOME, changelog_topic
 
-__all__ = ["Batch", "Projector"]
+__all__ = ["Projector"]
 
 log = logging.getLogger(__name__)
-PROJECTED_STATUSES = frozenset({"DRAFT", "PUBLISHED", "ENDED"})
 # A store that is down or restarting: wait and write again, never skip.
 _STORE_ERRORS: tuple[type[BaseException], ...] = (
     OSError, ConnectionError, asyncio.TimeoutError, psycopg.OperationalError,
     psycopg_pool.PoolTimeout, redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
 )
-
-
-@dataclass
-class Batch:
-    states: dict[str, dict[str, Any]] = field(default_factory=dict)  # eventId -> newest
-    outcomes: list[dict[str, Any]] = field(default_factory=list)
-    offsets: dict[TopicPartition, int] = field(default_factory=dict)  # next offset to read
-
-    def add_state(self, state: dict[str, Any]) -> None:
-        seen = self.states.get(state["eventId"])
-        if seen is None or seen["version"] < state["version"]:
-            self.states[state["eventId"]] = state
-
-    @property
-    def upserts(self) -> list[dict[str, Any]]:
-        return [s for s in self.states.values() if s["status"] in PROJECTED_STATUSES]
-
-    @property
-    def deletes(self) -> list[dict[str, Any]]:
-        return [s for s in self.states.values() if s["status"] not in PROJECTED_STATUSES]
 
 
 def _outcome_record(raw: dict[str, Any]) -> dict[str, Any]:
@@ -87,6 +68,8 @@ class Projector:
         self.postgres = PostgresSink(settings.database_url)
         self.redis = RedisSink(settings)
         self.healthy = {"postgres": True, "redis": True}
+        self._written: dict[TopicPartition, int] = {}  # written, not yet committed
+        self._committed_at = time.monotonic()
 
     async def start(self) -> None:
         # aiokafka binds to the running loop, so the consumer is made here.
@@ -103,6 +86,8 @@ class Projector:
         await self.consumer.start()
 
     async def stop(self) -> None:
+        with contextlib.suppress(*_STORE_ERRORS, KafkaError):
+            await self._commit()
         await self.consumer.stop()
         await self.postgres.stop()
         await self.redis.stop()
@@ -120,6 +105,7 @@ class Projector:
             max_records=self.settings.sink_batch_size,
         )
         if not polled:
+            await self._commit()  # idle: whatever is written gets committed
             return 0
         # 2. fold
         batch = Batch()
@@ -134,23 +120,35 @@ class Projector:
                           batch.upserts, [s["eventId"] for s in batch.deletes], batch.outcomes)
         # 4. Redis, one pipeline (outcomes announced last, after the states they describe)
         await self._retry("redis", self.redis.write, batch.upserts, batch.deletes, batch.outcomes)
-        # 5. commit, the partitions still ours only: a rebalance (another worker joining or
-        # leaving) may have moved some while the batch was written; their new owner reads
-        # them again from the last commit, which the version guards make harmless.
+        # 5. commit: written batches' offsets, at most every `sink_commit_seconds` (a commit
+        # is a broker round trip; what a crash then replays, the version guards absorb).
+        self._written.update(batch.offsets)
+        if time.monotonic() - self._committed_at >= self.settings.sink_commit_seconds:
+            await self._commit()
+        return count
+
+    async def _commit(self) -> None:
+        """Commit the written offsets of the partitions still ours: a rebalance (another
+        worker joining or leaving) may have moved some while the batch was written; their
+        new owner reads them again from the last commit, which the version guards make
+        harmless."""
+        self._committed_at = time.monotonic()
+        if not self._written:
+            return
         assigned = self.consumer.assignment()
-        offsets = {tp: o for tp, o in batch.offsets.items() if tp in assigned}
+        offsets = {tp: o for tp, o in self._written.items() if tp in assigned}
+        self._written.clear()
         try:
             if offsets:
                 await self.consumer.commit(offsets)
         except (CommitFailedError, IllegalStateError) as exc:
             log.info("offsets not committed, the group rebalanced: %s", exc)
-        return count
 
     def _fold(self, batch: Batch, record: ConsumerRecord) -> None:
         if record.topic == self.changelog:
             if record.value is None:
                 return  # a tombstone: we never delete table keys, so nothing to project
-            batch.add_state(json.loads(record.value))
+            batch.add_state(orjson.loads(record.value))
             return
         try:
             batch.outcomes.append(_outcome_record(self.outcome_codec.decode(record.value)))

@@ -6,10 +6,10 @@ are one step); every key gets its TTL again on each write.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 from redis.asyncio import Redis
 
 from eventpipe.settings import Settings
@@ -25,7 +25,8 @@ __all__ = [
     "session_key",
 ]
 
-OUTCOME_CHANNEL = "eventpipe:outcomes"  # pub/sub: commandIds whose outcome just landed
+# Pub/sub: the commandIds whose outcomes just landed, space-separated, one message a batch.
+OUTCOME_CHANNEL = "eventpipe:outcomes"
 
 
 def draft_key(event_id: str) -> str:
@@ -59,11 +60,15 @@ return 1
 """
 
 
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 def _pairs(mapping: dict[str, Any]) -> list[str]:
     flat: list[str] = []
     for field, value in mapping.items():
         if value is not None:
-            text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+            text = value if isinstance(value, str) else _json(value)
             flat += [field, text]
     return flat
 
@@ -95,7 +100,7 @@ class RedisSink:
                 "userId": state["userId"],
                 "storeId": state["storeId"],
                 "storeName": state["storeName"],
-                "doc": json.dumps(doc, ensure_ascii=False),
+                "doc": _json(doc),
             }
             await self._replace_if_newer(
                 keys=[draft_key(state["eventId"])],
@@ -138,10 +143,10 @@ class RedisSink:
             pipe.hset(key, mapping={
                 "eventId": o["eventId"], "userId": o["userId"], "commandType": o["commandType"],
                 "status": o["status"], "code": o["code"] or "", "message": o["message"] or "",
-                "details": json.dumps(o["details"], ensure_ascii=False),
+                "details": _json(o["details"]),
                 "eventVersion": o["eventVersion"],
             })
             pipe.expire(key, s.ttl_outcome_seconds)
-        for o in outcomes:
-            pipe.publish(OUTCOME_CHANNEL, o["commandId"])
+        if outcomes:
+            pipe.publish(OUTCOME_CHANNEL, " ".join(o["commandId"] for o in outcomes))
         await pipe.execute()

@@ -20,17 +20,13 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 from streams import lifecycle, metrics
 from streams.app import Pipeline
 from streams.codec import DecodeError, RegistryUnavailable
-from streams.envelope import has_nul, to_command
-from streams.gaps import GapGuard
+from streams.envelope import FACT_TOPICS, fact_record, has_nul, outcome_record, to_command
+from streams.gaps import InOrder, StallGuard
 from streams.lifecycle import Command, Decision, Inapplicable
 from streams.timeouts import fail_overdue_jobs
 from streams.topics import (
-    AI_JOB,
     COMMAND_TOPICS,
-    CONTENT_JOB,
-    DISTRIBUTION_JOB,
     DLQ,
-    EVENT_TOPIC,
     OUTCOME,
     TopicSpec,
 )
@@ -39,19 +35,11 @@ __all__ = ["install_agents"]
 
 log = logging.getLogger(__name__)
 
-# Where each fact of the lifecycle goes; event-topic's facts travel in its envelope.
-FACT_TOPICS: dict[str, TopicSpec] = {
-    "EventDraftCreated": EVENT_TOPIC,
-    "EventCreated": EVENT_TOPIC,
-    "AiJobRequested": AI_JOB,
-    "ImageJobRequested": CONTENT_JOB,
-    "DistributionRequested": DISTRIBUTION_JOB,
-}
 # A command is a few KB at most (a job's results): a bigger one is poison. The DLQ keeps at
 # most this much of a message, so its record stays under the producer's 1 MB request limit.
 MAX_COMMAND_BYTES = 256 * 1024
 MAX_KEY_BYTES = 1024  # keys are eventIds (36 bytes)
-GAP_CHECK_SECONDS = 5.0  # see streams/gaps.py
+STALL_CHECK_SECONDS = 5.0  # see streams/gaps.py
 
 
 class DeadLetter(Exception):
@@ -71,6 +59,7 @@ class CommandHandler:
     def __init__(self, pipeline: Pipeline, spec: TopicSpec) -> None:
         self.pipeline = pipeline
         self.spec = spec
+        self.in_order = InOrder(pipeline.app)
         self.codec = pipeline.codec(spec)
         # Label lookups once, not per message.
         self._in = metrics.MESSAGES_IN.labels(spec.name)
@@ -80,6 +69,8 @@ class CommandHandler:
 
     async def handle(self, event: EventT) -> None:
         message = event.message
+        if not await self.in_order.admit(message):
+            return  # records before it were dropped by Faust: they come again, then this
         started = time.perf_counter()
         self._in.inc()
         try:
@@ -139,7 +130,7 @@ class CommandHandler:
             raise DeadLetter(exc.code, exc.message) from exc
 
     def _decide(self, command: Command) -> Decision:
-        state = self.pipeline.events.get(command.event_id)
+        state = self.pipeline.events.read(command.event_id)
         try:
             return lifecycle.apply(state, command)
         except Inapplicable as exc:
@@ -152,30 +143,16 @@ class CommandHandler:
         key = command.event_id.encode()
         if not decision.duplicate:
             for fact in decision.facts:
-                spec = FACT_TOPICS[fact.type]
-                value: dict[str, Any] = fact.payload
-                if spec is EVENT_TOPIC:
-                    value = {"messageId": command.command_id,
-                             "payload": (f"eventpipe.events.{fact.type}", fact.payload)}
-                await self._send(spec, key, value)
+                await self._send(*fact_record(fact, command.command_id), key)
         if decision.code is not None:
             metrics.REJECTIONS.labels(decision.code.value).inc()
-        await self._send(OUTCOME, key, {
-            "commandId": command.command_id,
-            "eventId": command.event_id,
-            "userId": command.user_id,
-            "commandType": command.type,
-            "status": "ACCEPTED" if decision.accepted else "REJECTED",
-            "code": decision.code.value if decision.code else None,
-            "message": decision.message,
-            "details": list(decision.details),
-            "eventVersion": decision.version,
-            "decidedAt": _now_ms(),
-        })
+        await self._send(OUTCOME, outcome_record(command, decision, _now_ms()), key)
 
-    async def _send(self, spec: TopicSpec, key: bytes | None, value: dict[str, Any]) -> None:
+    async def _send(self, spec: TopicSpec, value: dict[str, Any], key: bytes | None) -> None:
         encoded = self.pipeline.codec(spec).encode(value)
-        await self.pipeline.topic(spec).send(key=key, value=encoded)
+        # Straight to Faust's producer (Faust flushes it before each commit): the topic's
+        # send builds a FutureMessage per record for callbacks we do not use.
+        await self.pipeline.app.producer.send(spec.name, key, encoded, None, None, None)
         self._out[spec.name].inc()
 
     async def _dead_letter(self, message: Any, code: str, reason: str) -> None:
@@ -189,7 +166,7 @@ class CommandHandler:
                        f" {len(value or b'')})")
             key = key[:MAX_KEY_BYTES] if key is not None else None
             value = value[:MAX_COMMAND_BYTES] if value is not None else None
-        await self._send(DLQ, key, {
+        await self._send(DLQ, {
             "topic": message.topic,
             "partition": message.partition,
             "offset": message.offset,
@@ -198,7 +175,7 @@ class CommandHandler:
             "errorCode": code,
             "errorMessage": reason,
             "failedAt": _now_ms(),
-        })
+        }, key)
 
 
 def install_agents(pipeline: Pipeline) -> None:
@@ -220,11 +197,11 @@ def install_agents(pipeline: Pipeline) -> None:
         # next tick, outside Faust's recovery (a scan here held up the partitions' resume).
         pipeline.open_jobs.stale = True
 
-    gaps = GapGuard(app, {spec.name for spec in COMMAND_TOPICS})
+    stalls = StallGuard(app, {spec.name for spec in COMMAND_TOPICS})
 
-    @app.timer(GAP_CHECK_SECONDS)
-    async def gap_guard() -> None:
-        await gaps.check()
+    @app.timer(STALL_CHECK_SECONDS)
+    async def stall_guard() -> None:
+        await stalls.check()
 
     @app.timer(pipeline.settings.job_timeout_check_seconds)
     async def job_timer() -> None:

@@ -1,14 +1,25 @@
-"""From a decoded command envelope to the domain's `Command`, with no Kafka or Faust in it,
-so the agents, the API and the benchmark's Quix topology share one reading of it."""
+"""Between the envelopes on the topics and the domain: a decoded command envelope to a
+`Command`, and a decision to the outcome and fact records that announce it. No Kafka or Faust
+in it, so the agents, the API and the benchmark's Quix topology share one reading of it."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any
 
-from streams.lifecycle import Command
+from streams.lifecycle import Command, Decision, Fact
+from streams.topics import AI_JOB, CONTENT_JOB, DISTRIBUTION_JOB, EVENT_TOPIC, TopicSpec
 
-__all__ = ["has_nul", "to_command"]
+__all__ = ["FACT_TOPICS", "fact_record", "has_nul", "outcome_record", "to_command"]
+
+# Where each fact of the lifecycle goes; event-topic's facts travel in its envelope.
+FACT_TOPICS: dict[str, TopicSpec] = {
+    "EventDraftCreated": EVENT_TOPIC,
+    "EventCreated": EVENT_TOPIC,
+    "AiJobRequested": AI_JOB,
+    "ImageJobRequested": CONTENT_JOB,
+    "DistributionRequested": DISTRIBUTION_JOB,
+}
 
 
 def _plain(value: Any) -> Any:
@@ -44,3 +55,28 @@ def has_nul(value: Any) -> bool:
     if isinstance(value, list):
         return any(has_nul(v) for v in value)
     return False
+
+
+def fact_record(fact: Fact, command_id: str) -> tuple[TopicSpec, dict[str, Any]]:
+    """The topic a fact goes to and its record there."""
+    spec = FACT_TOPICS[fact.type]
+    if spec is EVENT_TOPIC:
+        return spec, {"messageId": command_id,
+                      "payload": (f"eventpipe.events.{fact.type}", fact.payload)}
+    return spec, fact.payload
+
+
+def outcome_record(command: Command, decision: Decision, decided_at_ms: int) -> dict[str, Any]:
+    """The outcome topic's record of a decision."""
+    return {
+        "commandId": command.command_id,
+        "eventId": command.event_id,
+        "userId": command.user_id,
+        "commandType": command.type,
+        "status": "ACCEPTED" if decision.accepted else "REJECTED",
+        "code": decision.code.value if decision.code else None,
+        "message": decision.message,
+        "details": list(decision.details),
+        "eventVersion": decision.version,
+        "decidedAt": decided_at_ms,
+    }

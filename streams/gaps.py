@@ -1,68 +1,129 @@
-"""Heals a command partition that Faust stopped feeding past an unprocessed offset.
+"""Keeps each command partition in offset order through Faust's rebalances.
 
 Right after a rebalance with a backlog (a worker joining, leaving, or restarted after a
-`kill -9`) Faust's fetch loop can drop the first records of a partition, then hand the agent
-the ones after them. The agent never sees the dropped ones; Faust, rightly, never commits
-past them (its commit stops at the first offset it has no ack for), so nothing is lost, but
-they stay unprocessed until the next rebalance.
+`kill -9`) faust-streaming 0.15's fetch loop can drop fetched records: it breaks off a
+fetched batch when the group generation changes mid-batch, after the client's position has
+moved past it. Two shapes follow, and this module guards against both:
 
-Every `GAP_CHECK_SECONDS` this guard looks, for each partition of a command topic, for that
-shape: acked offsets beyond the committed one while the committed one itself was never
-acked, twice in a row with the same committed offset. Then it asks Faust to seek every
-partition back to its committed offset, which re-reads the dropped records; the ones after
-them come again too and are duplicates (by commandId), which have no second effect.
+- **A hole** (`InOrder`): the agent is handed records after the dropped ones. Applying
+  them would reorder an event's commands (a distribution result before its publish), and
+  Faust's commit check lets a hole of one record through. So each handler admits a record
+  only at the offset it expects (the committed offset after a rebalance, then one past the
+  last it admitted); a record beyond it is marked handled without being applied or acked
+  (so no commit can pass it) and the consumer seeks back to the committed offsets, which
+  re-reads the hole and then the skipped records, in order.
+- **A stall** (`StallGuard`): every fetched record of a partition was dropped and none
+  follows, so no agent sees anything. Every `STALL_CHECK_SECONDS` the guard looks for records
+  on the broker beyond the committed offset while neither the committed nor the read offset
+  moves, twice in a row, and seeks back the same way. An agent that is only slow moves its
+  committed offset (Faust commits every few seconds); one that is blocked (the registry
+  away) looks stalled, and the seek then re-reads records that are duplicates (by
+  commandId), which have no second effect. Such a partition has been found out of Faust's
+  fetch set (its stream buffer was full when a rebalance cleared it, so it never drained),
+  so the guard puts it back in before the seek.
 
-It reads two attributes private to faust-streaming's Consumer (`_acked`,
-`_committed_offset`); the dependency is pinned to 0.15.x, where they are as used here.
-
-It heals the two-workers case (a partition moved to the survivor); after a restart with a
-large backlog it has been seen not to, and the records then wait for the next rebalance or
-restart (topology.md, "Delivery guarantee").
+Both read private attributes of faust-streaming's Consumer (`_acked`, `_committed_offset`,
+`_read_offset`, `_unacked_messages`, `_active_partitions`, `_buffered_partitions`); the
+dependency is pinned to 0.15.x, where they are as used here.
 """
 
 from __future__ import annotations
 
 import logging
+import time
+from typing import Any
 
 import faust
-from faust.types import TP
+from faust.types import TP, Message
 
-__all__ = ["GapGuard"]
+__all__ = ["InOrder", "StallGuard"]
 
 log = logging.getLogger(__name__)
 
 
-class GapGuard:
+class InOrder:
+    """Per partition, the offset the agent must see next; see the module's doc."""
+
+    SEEK_EVERY_SECONDS = 1.0  # a hole is seen once per skipped record; one seek serves all
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+        self._next: dict[TP, tuple[int, int]] = {}  # tp -> (generation, next offset)
+        self._sought_at = 0.0
+
+    async def admit(self, message: Message) -> bool:
+        """Whether to apply this record; False: skipped, a seek back is under way."""
+        tp = message.tp
+        seen = self._next.get(tp)
+        if seen is not None and seen[0] == message.generation_id:
+            expected: int | None = seen[1]
+        else:  # a new assignment: Faust has sought to the committed offset
+            expected = self.app.consumer._committed_offset.get(tp)
+        if expected is None or message.offset <= expected:  # in order, or a re-read
+            self._next[tp] = (message.generation_id, message.offset + 1)
+            return True
+        # Handled without an ack: Faust's ack skips a message already marked acked, so
+        # its commit stays below this offset until the record is read again and applied.
+        message.acked = True
+        self.app.consumer._unacked_messages.discard(message)
+        if time.monotonic() - self._sought_at >= self.SEEK_EVERY_SECONDS:
+            self._sought_at = time.monotonic()
+            log.warning("%s[%s]: offset %s handed to the agent before %s; re-reading from"
+                        " the committed offsets", tp.topic, tp.partition, message.offset,
+                        expected)
+            await _seek_back(self.app)
+        return False
+
+
+async def _seek_back(app: faust.App) -> None:
+    try:
+        await app.consumer.perform_seek()
+    except Exception as exc:  # a rebalance under way revoked a partition: it seeks itself
+        log.info("seek back not done (%s); the rebalance seeks to the committed offsets", exc)
+
+
+class StallGuard:
     def __init__(self, app: faust.App, topics: set[str]) -> None:
         self.app = app
         self.topics = topics
-        self._suspects: dict[TP, int] = {}  # tp -> committed offset seen stuck last time
+        self._suspects: dict[TP, Any] = {}  # tp -> what it looked like at the last look
 
-    def stuck(self) -> dict[TP, int]:
-        """Partitions whose committed offset was never handed to an agent but later ones were."""
+    async def stalls(self) -> dict[TP, Any]:
+        """Partitions with records beyond the committed offset and nothing acked or read."""
         consumer = self.app.consumer
-        found: dict[TP, int] = {}
-        for tp in consumer.assignment():
-            if tp.topic not in self.topics:
-                continue
+        tps = [tp for tp in consumer.assignment()
+               if tp.topic in self.topics and not consumer._acked.get(tp)]
+        if not tps:
+            return {}
+        ends = await consumer.highwaters(*tps)
+        found: dict[TP, Any] = {}
+        for tp in tps:
             committed = consumer._committed_offset.get(tp)
-            acked = consumer._acked.get(tp)
-            if committed is not None and acked and min(acked) > committed:
-                found[tp] = committed
+            if ends.get(tp, 0) > (committed or 0):
+                found[tp] = (committed, consumer._read_offset.get(tp))
         return found
 
     async def check(self) -> int:
-        """One look; seeks back when a gap persisted since the last look. Returns how many."""
+        """One look; seeks back when a stall persisted since the last look. Returns how
+        many partitions were stalled."""
         if not self.app.flow_control.is_active():
             self._suspects.clear()  # a rebalance is under way: it seeks by itself
             return 0
-        now = self.stuck()
-        healed = {tp: offset for tp, offset in now.items() if self._suspects.get(tp) == offset}
+        now = await self.stalls()
+        stalled = {tp: seen for tp, seen in now.items() if self._suspects.get(tp) == seen}
         self._suspects = now
-        if healed:
-            log.warning("offsets never handed to an agent, re-reading from the committed ones:"
-                        " %s", ", ".join(f"{tp.topic}[{tp.partition}]@{o}"
-                                         for tp, o in sorted(healed.items())))
-            await self.app.consumer.perform_seek()
+        if stalled:
+            consumer = self.app.consumer
+            log.warning("records never handed to an agent, fetching again from the committed"
+                        " offsets: %s", ", ".join(
+                            f"{tp.topic}[{tp.partition}] (fetched:"
+                            f" {tp in (consumer._active_partitions or ())}, buffer full:"
+                            f" {tp in consumer._buffered_partitions})" for tp in sorted(stalled)))
+            # Faust takes a partition out of its fetch set while the stream's buffer is full
+            # and puts it back when the buffer drains; a buffer cleared by a rebalance never
+            # drains, so the partition is never fetched again. Put it back, then seek.
+            consumer._buffered_partitions.difference_update(stalled)
+            consumer.resume_partitions(stalled)
+            await _seek_back(self.app)
             self._suspects.clear()
-        return len(healed)
+        return len(stalled)
