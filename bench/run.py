@@ -1,8 +1,8 @@
 """`eventpipe bench`: every benchmark in order, then bench/RESULTS.md.
 
 Sizes come from options or the environment (BENCH_COMMANDS, BENCH_RATE, BENCH_SECONDS,
-BENCH_QUERY_RATE, BENCH_RECOVERY_EVENTS, BENCH_SYSTEMS), so a quick run is
-`BENCH_COMMANDS=20000 make bench`.
+BENCH_QUERY_RATE, BENCH_RECOVERY_EVENTS, BENCH_SYSTEMS). The defaults keep `make bench`
+within 20 minutes on a 2-core machine; a quick look is `BENCH_COMMANDS=20000 make bench`.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ PARTITIONS = 2
 
 @dataclass
 class Options:
-    commands: int = int(os.environ.get("BENCH_COMMANDS", 200_000))
+    commands: int = int(os.environ.get("BENCH_COMMANDS", 30_000))
     rate: int = int(os.environ.get("BENCH_RATE", 200))
-    seconds: int = int(os.environ.get("BENCH_SECONDS", 60))
+    seconds: int = int(os.environ.get("BENCH_SECONDS", 30))
     query_rate: int = int(os.environ.get("BENCH_QUERY_RATE", 1000))
-    recovery_events: int = int(os.environ.get("BENCH_RECOVERY_EVENTS", 1_000_000))
+    recovery_events: int = int(os.environ.get("BENCH_RECOVERY_EVENTS", 200_000))
     only: tuple[str, ...] = ()  # throughput, latency, recovery; empty: all
     # one, split, two, quix, ceiling; empty: all (a subset is for quick comparisons)
     systems: tuple[str, ...] = tuple(s for s in os.environ.get("BENCH_SYSTEMS", "").split(",")
