@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import time
 import uuid
-import warnings
-from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -106,23 +104,4 @@ def applied_when_settled(conn: psycopg.Connection, user: str, events: int,
         elif time.monotonic() - last_change > quiet_seconds:
             break
         time.sleep(1)
-    return done
-
-
-def applied_despite_stalls(conn: psycopg.Connection, user: str, events: int,
-                           restart: Callable[[], None], restarts: int = 2) -> int:
-    """`applied_when_settled`, restarting the worker gracefully while some are missing.
-
-    Known Faust limit (topology.md, "Delivery guarantee"): after a rebalance with a backlog,
-    Faust can leave the first records of a partition unprocessed and uncommitted until the
-    next rebalance. Nothing is lost, and a restart shows it; a warning says it happened.
-    """
-    done = applied_when_settled(conn, user, events)
-    for attempt in range(1, restarts + 1):
-        if done == events:
-            break
-        warnings.warn(f"{events - done} events waited for worker restart {attempt}"
-                      " (Faust left records unprocessed after a rebalance)", stacklevel=2)
-        restart()
-        done = applied_when_settled(conn, user, events)
     return done
