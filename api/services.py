@@ -67,7 +67,7 @@ class Services:
         await self.redis.aclose()
 
 
-def _services(request: Request) -> Services:
+async def _services(request: Request) -> Services:
     return request.app.state.services
 
 
