@@ -72,9 +72,13 @@ def _throughput(results: Any) -> list[str]:
              "| projected events by status |",
              "|---|" + "---|" * len(results.phases) + "---|---|---|---|"]
     for s in results.systems:
-        phases = " | ".join(f"{p.seconds:.1f}" for p in s.phases)
+        phases = " | ".join(f"{p.seconds:.1f}" + (f" (did not finish: {p.missing} outcomes"
+                                                  " missing)" if p.missing else "")
+                            for p in s.phases)
         statuses = ", ".join(f"{k} {v}" for k, v in sorted(s.statuses.items())) or "-"
-        lines.append(f"| {s.name} | {phases} | {s.rate:,.0f} | {s.rate / ours.rate:.2f} | "
+        rate = "-" if s.missing else f"{s.rate:,.0f}"
+        ratio = "-" if s.missing or ours.missing else f"{s.rate / ours.rate:.2f}"
+        lines.append(f"| {s.name} | {phases} | {rate} | {ratio} | "
                      f"{s.peak_rss_mb:.0f} | {statuses} |")
     return [*lines, ""]
 

@@ -89,7 +89,9 @@ def throughput(opts: Options, results: Results) -> None:
             console.print(f"phase {number}: {system.result.name} ...", end=" ")
             took = system.run_phase(len(phase), total, since)
             console.print(f"{took.commands} in {took.seconds:.1f} s = "
-                          f"{took.commands / took.seconds:,.0f}/s")
+                          f"{took.commands / took.seconds:,.0f}/s"
+                          + (f" [red]did not finish: {took.missing} outcomes missing"
+                             if took.missing else ""))
         system.finish()
         results.systems.append(system.result)
 

@@ -30,12 +30,16 @@ __all__ = ["CeilingRun", "FaustRun", "PhaseTime", "ProjectedRun", "QuixRun", "Sy
 
 QUIX_PYTHON = ROOT / "bench" / ".venv-quix" / "bin" / "python"
 PHASE_TIMEOUT = 900.0
+# A phase whose outcome count stands still this long did not finish: the run says so (how
+# many outcomes are missing) and goes on with the next system instead of waiting forever.
+NO_PROGRESS_SECONDS = 60.0
 
 
 @dataclass
 class PhaseTime:
     commands: int
     seconds: float
+    missing: int = 0  # outcomes never seen (the phase did not finish)
 
 
 @dataclass
@@ -54,7 +58,14 @@ class SystemResult:
         return sum(p.seconds for p in self.phases)
 
     @property
+    def missing(self) -> int:
+        return sum(p.missing for p in self.phases)
+
+    @property
     def rate(self) -> float:
+        """Commands per second; NaN when a phase did not finish (no rate to claim)."""
+        if self.missing:
+            return float("nan")
         return self.commands / self.seconds if self.seconds else 0.0
 
 
@@ -90,10 +101,21 @@ class ProjectedRun(abc.ABC):
 
     def run_phase(self, commands: int, expected_total: int, since: datetime) -> PhaseTime:
         procs = [p.start() for p in self._procs()]
+        seen = {"count": -1, "at": time.monotonic()}
+
+        def done_or_stuck() -> bool:
+            count = self._outcomes()
+            if count != seen["count"]:
+                seen.update(count=count, at=time.monotonic())
+            return count >= expected_total or (
+                count > 0 and time.monotonic() - seen["at"] > NO_PROGRESS_SECONDS)
+
         try:
-            end = wait_until(f"{self.result.name}: {expected_total} outcomes",
-                             lambda: self._outcomes() >= expected_total, PHASE_TIMEOUT,
-                             procs[0], poll=0.25)
+            end = wait_until(f"{self.result.name}: {expected_total} outcomes", done_or_stuck,
+                             PHASE_TIMEOUT, procs[0], poll=0.25)
+            missing = max(0, expected_total - self._outcomes())
+            if missing:
+                end = seen["at"]  # the last outcome that came
             end_wall = time.time() - (time.monotonic() - end)
             first_wall = self._first_decision(since)
             self.result.peak_rss_mb = max(self.result.peak_rss_mb,
@@ -101,7 +123,7 @@ class ProjectedRun(abc.ABC):
         finally:
             for p in procs:
                 p.stop()
-        phase = PhaseTime(commands, end_wall - first_wall)
+        phase = PhaseTime(commands, end_wall - first_wall, missing)
         self.result.phases.append(phase)
         return phase
 
