@@ -20,7 +20,8 @@ moved past it. Two shapes follow, and this module guards against both:
   away) looks stalled, and the seek then re-reads records that are duplicates (by
   commandId), which have no second effect. Such a partition has been found out of Faust's
   fetch set (its stream buffer was full when a rebalance cleared it, so it never drained),
-  so the guard puts it back in before the seek.
+  so the guard puts it back in before the seek. It has also been seen not to heal: a
+  partition in the fetch set, its buffer not full, unread through repeated seeks (issue 8).
 
 Both read private attributes of faust-streaming's Consumer (`_acked`, `_committed_offset`,
 `_read_offset`, `_unacked_messages`, `_active_partitions`, `_buffered_partitions`); the
