@@ -208,7 +208,7 @@ def install_agents(pipeline: Pipeline) -> None:
         if pipeline.open_jobs.stale:
             pipeline.open_jobs.rebuild(pipeline.events.items())
             log.info("%d events with unfinished jobs", len(pipeline.open_jobs))
-        sent = await fail_overdue_jobs(pipeline, pipeline.open_jobs, timeout_ms)
+        sent = await fail_overdue_jobs(pipeline, timeout_ms)
         if sent:
             log.info("reported %d overdue jobs as failed", sent)
 

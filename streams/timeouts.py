@@ -69,14 +69,14 @@ class OpenJobs:
         return [event_id for event_id, since in self._since.items() if since <= cutoff_ms]
 
 
-async def fail_overdue_jobs(pipeline: Pipeline, open_jobs: OpenJobs, timeout_ms: int) -> int:
+async def fail_overdue_jobs(pipeline: Pipeline, timeout_ms: int) -> int:
     """Report every job unfinished after `timeout_ms` as FAILED; returns how many."""
     now = time.time_ns() // 1_000_000
     sent = 0
-    for event_id in open_jobs.requested_before(now - timeout_ms):
+    for event_id in pipeline.open_jobs.requested_before(now - timeout_ms):
         state = pipeline.events.get(event_id)
         if state is None:  # its partition moved to another worker
-            open_jobs.track(event_id, None)
+            pipeline.open_jobs.track(event_id, None)
             continue
         for job in _unfinished(state):
             if now - job["createdAt"] < timeout_ms:
