@@ -17,6 +17,7 @@ from typing import Any
 
 import psycopg
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaTimeoutError
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from redis.asyncio import Redis
@@ -119,10 +120,11 @@ class OutcomeWaiter:
 
 class CommandBus:
     def __init__(self, producer: AIOKafkaProducer, codecs: dict[str, AvroCodec],
-                 waiter: OutcomeWaiter) -> None:
+                 waiter: OutcomeWaiter, produce_seconds: float) -> None:
         self.producer = producer
         self.codecs = codecs
         self.waiter = waiter
+        self.produce_seconds = produce_seconds
 
     async def submit(self, spec: TopicSpec, event_id: str, user_id: str, command_type: str,
                      payload: dict[str, Any], wait_seconds: float) -> tuple[str, Outcome | None]:
@@ -140,7 +142,7 @@ class CommandBus:
         }
         value = self.codecs[spec.name].encode(envelope)
         with self.waiter.expecting(command_id) as announced:
-            await self.producer.send_and_wait(spec.name, value=value, key=event_id.encode())
+            await self._produce(spec.name, value, event_id.encode())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(announced, wait_seconds)
         try:
@@ -150,3 +152,15 @@ class CommandBus:
             # retried command is a second command. Only its outcome cannot be read yet.
             log.warning("outcome of %s not readable (%s); answering 202", command_id, exc)
             return command_id, None
+
+    async def _produce(self, topic: str, value: bytes, key: bytes) -> None:
+        """Send and wait for acks=all, at most `produce_seconds` (then 503 + Retry-After).
+
+        The producer's own request timeout can add up twice (a request in flight when the
+        broker went away, then the batch's expiry), so the request's deadline is kept here.
+        """
+        try:
+            async with asyncio.timeout(self.produce_seconds):
+                await self.producer.send_and_wait(topic, value=value, key=key)
+        except TimeoutError as exc:
+            raise KafkaTimeoutError(f"no acknowledgement within {self.produce_seconds} s") from exc

@@ -42,7 +42,8 @@ class Services:
             enable_idempotence=False,
             linger_ms=1,
             # While the broker is away a request waits this long (the producer retrying),
-            # then answers 503 with Retry-After; the message was never written.
+            # then answers 503 with Retry-After (CommandBus keeps the deadline); a message
+            # already in flight may still land, so a refused command is stored at most once.
             request_timeout_ms=int(settings.api_produce_timeout_seconds * 1000),
         )
         await producer.start()
@@ -57,8 +58,8 @@ class Services:
         await pool.open(wait=False)
         waiter = OutcomeWaiter(redis, pool)
         await waiter.start()
-        return cls(settings, producer, redis, pool, waiter,
-                   CommandBus(producer, codecs, waiter), EventQueries(redis, pool))
+        commands = CommandBus(producer, codecs, waiter, settings.api_produce_timeout_seconds)
+        return cls(settings, producer, redis, pool, waiter, commands, EventQueries(redis, pool))
 
     async def close(self) -> None:
         await self.waiter.stop()

@@ -178,7 +178,9 @@ def test_a_broker_restart_mid_stream_loses_nothing_and_doubles_nothing(
     # back, the same API process (its producer reconnected) accepted again.
     assert refused and [a for a in accepted if a.started > back]
     assert [a for a in accepted if a.started > gone and a.ended < back] == []
-    assert all(a.ended - a.started < settings.api_produce_timeout_seconds + 5 for a in refused)
+    # Refused at the API's deadline, not left hanging until the client gives up (120 s);
+    # twice the deadline leaves room for a busy machine.
+    assert all(a.ended - a.started < 2 * settings.api_produce_timeout_seconds for a in refused)
     # Every accepted request is stored exactly once; a refused one at most once (its
     # message may have reached the broker just before the request gave up).
     assert {a.store_name: stored.get(a.store_name) for a in accepted} == {
