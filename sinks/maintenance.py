@@ -1,9 +1,10 @@
 """Check and rebuild the projections against the `events` changelog, their source of truth.
 
-`check` reads the changelog to its end (the newest state per event) and compares both stores
-with it; `rebuild` empties the projected keys and rows and writes every state again through
-the same sinks the projector uses. Command outcomes are not in the changelog: a rebuild
-keeps them as they are.
+`check` reads the changelog to its end (the newest state per event), compares both stores
+with it, and reports an event whose changelog goes back in version (its last record older
+than one before it: what a restart would restore). `rebuild` empties the projected keys and
+rows and writes every state again through the same sinks the projector uses. Command
+outcomes are not in the changelog: a rebuild keeps them as they are.
 """
 
 from __future__ import annotations
@@ -28,8 +29,10 @@ _REBUILD_BATCH = 2000
 _PROJECTED_KEYS = ("event:draft:*", "event:session:*", "job:status:*", "ai:recommendation:*")
 
 
-async def read_changelog(settings: Settings) -> dict[str, dict[str, Any]]:
-    """The newest state of every event, read from the changelog's start to its end."""
+async def read_changelog(settings: Settings) -> tuple[dict[str, dict[str, Any]], list[str]]:
+    """The newest state of every event, read from the changelog's start to its end, and
+    every place where an event's record is older than one before it: a restart or a
+    partition move restores the last record, so there the table would go back in time."""
     topic = changelog_topic(settings.app_id, EVENTS_TABLE)
     # Without a group, a subscribing consumer is given every partition and commits nothing.
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -39,28 +42,37 @@ async def read_changelog(settings: Settings) -> dict[str, dict[str, Any]]:
     try:
         partitions = sorted(consumer.assignment())
         if not partitions:
-            return {}
+            return {}, []
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         batch = Batch()
+        last: dict[str, int] = {}  # eventId -> version of its latest record so far
+        regressions: list[str] = []
         pending = {tp for tp in partitions if ends[tp] > 0}
         while pending:
             polled = await consumer.getmany(*pending, timeout_ms=1000)
             for tp, records in polled.items():
                 for record in records:
-                    if record.value is not None:
-                        batch.add_state(json.loads(record.value))
+                    if record.value is None:
+                        continue
+                    state = json.loads(record.value)
+                    event_id, version = state["eventId"], state["version"]
+                    if version < last.get(event_id, version):
+                        regressions.append(
+                            f"changelog {event_id}: version {version} at {tp.partition}"
+                            f"@{record.offset} after version {last[event_id]}")
+                    last[event_id] = version
+                    batch.add_state(state)
                 if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
-        return batch.states
+        return batch.states, regressions
     finally:
         await consumer.stop()
 
 
 async def check(settings: Settings) -> list[str]:
     """Every difference between the changelog and the two stores (empty: they agree)."""
-    states = await read_changelog(settings)
-    differences: list[str] = []
+    states, differences = await read_changelog(settings)
     sink = PostgresSink(settings.database_url)
     await sink.start()
     try:
@@ -118,7 +130,7 @@ def _compare_postgres(event_id: str, state: dict[str, Any], row: dict[str, Any] 
 
 async def rebuild(settings: Settings) -> int:
     """Empty the projections and write every changelog state again; returns how many."""
-    states = list((await read_changelog(settings)).values())
+    states = list((await read_changelog(settings))[0].values())
     postgres, redis = PostgresSink(settings.database_url), RedisSink(settings)
     await postgres.start()
     try:

@@ -79,14 +79,21 @@ class CommandHandler:
         except DeadLetter as exc:
             await self._dead_letter(message, exc.code, exc.message)
             return
+        record = None
         if (decision.changed or decision.duplicate) and decision.state is not None:
             # Reassign (never mutate in place): each assignment is one changelog record.
             # A duplicate re-asserts the state it found: after a kill -9 a RocksDB store can
             # hold a state whose changelog record never left the producer, and the replayed
             # command is the only chance to put it in the changelog (and the projections).
-            await self.pipeline.events.put(command.event_id, decision.state)
+            # Stored in the same step as decided: the next command of this event, in any
+            # agent, decides from this state.
+            record = self.pipeline.events.store(command.event_id, decision.state)
             self.pipeline.open_jobs.track(command.event_id, decision.state)
-        await self._emit(command, decision)
+        # Records leave in the order states were stored (streams/table.py says why).
+        async with self.pipeline.output_order:
+            if record is not None:
+                await self.pipeline.events.send(command.event_id, record)
+            await self._emit(command, decision)
         self._seconds.observe(time.perf_counter() - started)
         highwater = self.pipeline.app.consumer.highwater(message.tp)
         if highwater is not None:

@@ -7,6 +7,7 @@ Path of a command: topic -> agent (decode, `lifecycle.apply`) -> `events` table 
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 
 import faust
@@ -29,6 +30,8 @@ class Pipeline:
     topics: dict[str, faust.TopicT]
     codecs: dict[str, AvroCodec]
     open_jobs: OpenJobs = field(default_factory=OpenJobs)  # for the job timer
+    # FIFO: the agents' output records leave in the order their states were stored.
+    output_order: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def topic(self, spec: TopicSpec) -> faust.TopicT:
         return self.topics[spec.name]

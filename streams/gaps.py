@@ -20,8 +20,14 @@ moved past it. Two shapes follow, and this module guards against both:
   away) looks stalled, and the seek then re-reads records that are duplicates (by
   commandId), which have no second effect. Such a partition has been found out of Faust's
   fetch set (its stream buffer was full when a rebalance cleared it, so it never drained),
-  so the guard puts it back in before the seek. It has also been seen not to heal: a
-  partition in the fetch set, its buffer not full, unread through repeated seeks (issue 8).
+  so the guard puts it back in before the seek.
+
+**Seeking back** (`seek_back`): Faust seeks with aiokafka's `seek_to_committed`, which
+leaves a partition whose committed offset is none or 0 where it is: after dropped records,
+that is past them, so a partition nobody has committed yet (a new group, a new topic) kept
+its hole or stalled for good, through any number of seeks. Such partitions are sought to
+their earliest offset (the group's `auto_offset_reset` is `earliest`), and `InOrder`
+expects that offset first.
 
 Both read private attributes of faust-streaming's Consumer (`_acked`, `_committed_offset`,
 `_read_offset`, `_unacked_messages`, `_active_partitions`, `_buffered_partitions`); the
@@ -37,7 +43,7 @@ from typing import Any
 import faust
 from faust.types import TP, Message
 
-__all__ = ["InOrder", "StallGuard"]
+__all__ = ["InOrder", "StallGuard", "seek_back"]
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +63,10 @@ class InOrder:
         tp = message.tp
         seen = self._next.get(tp)
         if seen is not None and seen[0] == message.generation_id:
-            expected: int | None = seen[1]
+            expected = seen[1]
         else:  # a new assignment: Faust has sought to the committed offset
-            expected = self.app.consumer._committed_offset.get(tp)
-        if expected is None or message.offset <= expected:  # in order, or a re-read
+            expected = await self._first(tp)
+        if message.offset <= expected:  # in order, or a re-read
             self._next[tp] = (message.generation_id, message.offset + 1)
             return True
         # Handled without an ack: Faust's ack skips a message already marked acked, so
@@ -72,13 +78,28 @@ class InOrder:
             log.warning("%s[%s]: offset %s handed to the agent before %s; re-reading from"
                         " the committed offsets", tp.topic, tp.partition, message.offset,
                         expected)
-            await _seek_back(self.app)
+            await seek_back(self.app, {tp})
         return False
 
+    async def _first(self, tp: TP) -> int:
+        """The offset a new assignment reads first: the committed one, else the earliest."""
+        committed = self.app.consumer._committed_offset.get(tp)
+        if committed:
+            return committed
+        return (await self.app.consumer.earliest_offsets(tp)).get(tp, 0)
 
-async def _seek_back(app: faust.App) -> None:
+
+async def seek_back(app: faust.App, tps: set[TP]) -> None:
+    """Every partition to its committed offset, and `tps` without one to their earliest."""
+    consumer = app.consumer
     try:
-        await app.consumer.perform_seek()
+        await consumer.perform_seek()
+        # perform_seek leaves the read offset None (nothing committed) or 0 (committed at 0)
+        # exactly where aiokafka did not seek.
+        unsought = [tp for tp in tps
+                    if tp in consumer.assignment() and not consumer._read_offset.get(tp)]
+        if unsought:
+            await consumer.seek_wait(dict(await consumer.earliest_offsets(*unsought)))
     except Exception as exc:  # a rebalance under way revoked a partition: it seeks itself
         log.info("seek back not done (%s); the rebalance seeks to the committed offsets", exc)
 
@@ -125,6 +146,6 @@ class StallGuard:
             # drains, so the partition is never fetched again. Put it back, then seek.
             consumer._buffered_partitions.difference_update(stalled)
             consumer.resume_partitions(stalled)
-            await _seek_back(self.app)
+            await seek_back(self.app, set(stalled))
             self._suspects.clear()
         return len(stalled)

@@ -8,10 +8,18 @@ the command's state was on its way to the changelog; a `kill -9` then lost that 
 good (the command is never redelivered, and the projections are fed from the changelog).
 The kill -9 test over 20,000 commands found it: about one run in four lost a few states.
 
-`EventsTable.put` writes the local store and sends the changelog record itself, awaiting the
-hand-off to the producer, all before the agent's loop body ends and Faust acks the command.
-Faust flushes the producer before every commit, so a committed offset always has its state
-in the changelog.
+`EventsTable.store` writes the local store and `send` hands the changelog record to the
+producer itself, both before the agent's loop body ends and Faust acks the command. Faust
+flushes the producer before every commit, so a committed offset always has its state in the
+changelog.
+
+The four agents share the table, so two of them can write one event's state in turn, and
+the producer's `send` can wait (a full batch) and let a later caller in first. Records then
+reach the changelog out of order and its last record is an older state: the one a restart or
+a partition move restores (the two-workers benchmark found a selection lost that way, and the
+event's publish rejected). So the caller stores synchronously right after deciding, and
+sends under `Pipeline.output_order`, a FIFO lock taken without yielding in between: records
+leave in the order their states were stored.
 """
 
 from __future__ import annotations
@@ -27,7 +35,8 @@ __all__ = ["EventsTable"]
 
 
 class EventsTable(faust.Table):
-    """A Faust table with an awaitable write and a direct read; recovery is Faust's own."""
+    """A Faust table with a direct read and write and an awaitable changelog send;
+    recovery is Faust's own."""
 
     def read(self, key: str) -> dict[str, Any] | None:
         """The state under `key`, or None: one store lookup (`table.get` makes two, a
@@ -43,10 +52,10 @@ class EventsTable(faust.Table):
     def _dumps_key(self, key: str) -> bytes:
         return self.app.serializers.dumps_key(self.key_type, key, serializer=self.key_serializer)
 
-    async def put(self, key: str, value: dict[str, Any]) -> None:
-        """Store `value` under `key`, its changelog record handed to the producer on return.
+    def store(self, key: str, value: dict[str, Any]) -> tuple[bytes, bytes]:
+        """Store `value` under `key` now; returns the changelog record for `send`.
 
-        Only inside an agent, like any table write: the record goes to the changelog
+        Only inside an agent, like any table write: the record belongs to the changelog
         partition of the event being processed (co-partitioned with the command topics).
         The state is serialised once, for the store and the changelog alike, with the
         table's own serialisers (so recovery reads it back as Faust would have written it).
@@ -58,8 +67,13 @@ class EventsTable(faust.Table):
             self.data._set(key_bytes, value_bytes)  # RocksDB: bytes in, no second encoding
         else:
             self.data[key] = value  # the memory store keeps objects
+        return key_bytes, value_bytes
+
+    async def send(self, key: str, record: tuple[bytes, bytes]) -> None:
+        """Hand a stored state's changelog record to the producer (see the module doc for
+        why the caller orders these)."""
         sent = await self.app.producer.send(
-            self.changelog_topic.get_topic_name(), key_bytes, value_bytes,
+            self.changelog_topic.get_topic_name(), *record,
             self.partition_for_key(key), None, None)
         sent.add_done_callback(self._persisted)
 
