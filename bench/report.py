@@ -73,7 +73,7 @@ def _throughput(results: Any) -> list[str]:
              "|---|" + "---|" * len(results.phases) + "---|---|---|---|"]
     for s in results.systems:
         phases = " | ".join(f"{p.seconds:.1f}" + (f" (did not finish: {p.missing} outcomes"
-                                                  " missing)" if p.missing else "")
+                                                  " or states missing)" if p.missing else "")
                             for p in s.phases)
         statuses = ", ".join(f"{k} {v}" for k, v in sorted(s.statuses.items())) or "-"
         rate = "-" if s.missing else f"{s.rate:,.0f}"

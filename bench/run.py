@@ -90,7 +90,7 @@ def throughput(opts: Options, results: Results) -> None:
             took = system.run_phase(len(phase), total, since)
             console.print(f"{took.commands} in {took.seconds:.1f} s = "
                           f"{took.commands / took.seconds:,.0f}/s"
-                          + (f" [red]did not finish: {took.missing} outcomes missing"
+                          + (f" [red]did not finish: {took.missing} outcomes or states missing"
                              if took.missing else ""))
         system.finish()
         results.systems.append(system.result)

@@ -39,7 +39,7 @@ NO_PROGRESS_SECONDS = 60.0
 class PhaseTime:
     commands: int
     seconds: float
-    missing: int = 0  # outcomes never seen (the phase did not finish)
+    missing: int = 0  # outcomes, or else states, never projected (did not finish)
 
 
 @dataclass
@@ -99,21 +99,34 @@ class ProjectedRun(abc.ABC):
         row = _count(self.iso.database_url, "SELECT count(*) FROM command_outcomes")
         return int(row[0]) if row else 0
 
+    def _behind(self) -> int:
+        """Events whose projected state is older than their latest accepted outcome says
+        (outcomes and states come on two topics: one can be projected before the other)."""
+        row = _count(self.iso.database_url,
+                     "SELECT count(*) FROM events e JOIN (SELECT event_id,"
+                     " max(event_version) AS v FROM command_outcomes WHERE status = 'ACCEPTED'"
+                     " GROUP BY 1) o USING (event_id) WHERE e.version < o.v")
+        return int(row[0]) if row else 0
+
+    def _missing(self, expected_total: int) -> int:
+        """Outcomes not yet projected, else events whose state is not yet projected."""
+        outcomes = self._outcomes()
+        return expected_total - outcomes if outcomes < expected_total else self._behind()
+
     def run_phase(self, commands: int, expected_total: int, since: datetime) -> PhaseTime:
         procs = [p.start() for p in self._procs()]
-        seen = {"count": -1, "at": time.monotonic()}
+        seen = {"missing": -1, "at": time.monotonic()}
 
         def done_or_stuck() -> bool:
-            count = self._outcomes()
-            if count != seen["count"]:
-                seen.update(count=count, at=time.monotonic())
-            return count >= expected_total or (
-                count > 0 and time.monotonic() - seen["at"] > NO_PROGRESS_SECONDS)
+            missing = self._missing(expected_total)
+            if missing != seen["missing"]:
+                seen.update(missing=missing, at=time.monotonic())
+            return missing <= 0 or time.monotonic() - seen["at"] > NO_PROGRESS_SECONDS
 
         try:
-            end = wait_until(f"{self.result.name}: {expected_total} outcomes", done_or_stuck,
-                             PHASE_TIMEOUT, procs[0], poll=0.25)
-            missing = max(0, expected_total - self._outcomes())
+            end = wait_until(f"{self.result.name}: {expected_total} outcomes and their states",
+                             done_or_stuck, PHASE_TIMEOUT, procs[0], poll=0.25)
+            missing = max(0, self._missing(expected_total))
             if missing:
                 end = seen["at"]  # the last outcome that came
             end_wall = time.time() - (time.monotonic() - end)

@@ -66,6 +66,7 @@ class CommandHandler:
         self._seconds = metrics.PROCESSING_SECONDS.labels(spec.name)
         self._out = {s.name: metrics.MESSAGES_OUT.labels(s.name)
                      for s in (*FACT_TOPICS.values(), OUTCOME, DLQ)}
+        self._lag: dict[int, Any] = {}  # partition -> its CONSUMER_LAG child
 
     async def handle(self, event: EventT) -> None:
         message = event.message
@@ -97,8 +98,11 @@ class CommandHandler:
         self._seconds.observe(time.perf_counter() - started)
         highwater = self.pipeline.app.consumer.highwater(message.tp)
         if highwater is not None:
-            metrics.CONSUMER_LAG.labels(message.topic, message.partition).set(
-                max(0, highwater - message.offset - 1))
+            lag = self._lag.get(message.partition)
+            if lag is None:
+                lag = self._lag[message.partition] = metrics.CONSUMER_LAG.labels(
+                    message.topic, message.partition)
+            lag.set(max(0, highwater - message.offset - 1))
 
     async def _decode(self, key: bytes | None, value: bytes | None) -> Command:
         if not key:

@@ -15,6 +15,7 @@ import faust
 from eventpipe.settings import Settings
 from streams.admin import EVENTS_TABLE
 from streams.codec import AvroCodec, register_codecs
+from streams.partitioner import partition_for
 from streams.table import EventsTable
 from streams.timeouts import OpenJobs
 from streams.topics import ALL_TOPICS, TopicSpec
@@ -54,6 +55,10 @@ def build_pipeline(settings: Settings) -> Pipeline:
         broker_session_timeout=settings.worker_session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_seconds / 3),
         producer_acks=-1,
+        producer_partitioner=partition_for,
+        # A state carries its child rows (a few KiB): 16 KiB batches (the default) filled
+        # after a handful of records, and every send then waited for a broker round trip.
+        producer_max_batch_size=512 * 1024,
         processing_guarantee="at_least_once",
         web_enabled=True,
         web_host="127.0.0.1",
