@@ -59,9 +59,9 @@ def measure(rate: int, seconds: int, query_rate: int) -> dict[str, Any]:
         wait_until("worker ready", lambda: worker.log_has("[^Worker]: Ready"), 180, worker)
         with httpx.Client(base_url=url, headers=auth, timeout=30) as client:
             # Warm up (first schema lookups, pools) and make what the queries will read.
-            drafts = [client.post("/api/events/purposes", json=BODY).json()["eventDraftId"]
+            drafts = [_settled(client, "/api/events/purposes", BODY)["eventId"]
                       for _ in range(READ_TARGETS)]
-            jobs = [client.post(f"/api/events/{d}/ai-recommendations").json()["jobId"]
+            jobs = [_settled(client, f"/api/events/{d}/ai-recommendations")["jobId"]
                     for d in drafts]
         command = _load({"method": "POST", "url": url, "paths": ["/api/events/purposes"],
                          "body": BODY, "token": token, "rate": rate, "seconds": seconds,
@@ -75,6 +75,21 @@ def measure(rate: int, seconds: int, query_rate: int) -> dict[str, Any]:
         api.stop()
         worker.stop()
     return {"command": command, "get_event": event, "get_job": job, "peak_rss_mb": rss}
+
+
+def _settled(client: httpx.Client, path: str, body: Any = None) -> dict[str, Any]:
+    """POST, and when the API's wait ran out (202 with a commandId: a worker just started
+    can take longer), wait for the command's outcome; the answer, with `eventId`."""
+    answer = client.post(path, json=body)
+    data: dict[str, Any] = answer.json()
+    if answer.status_code == 202 and "commandId" in data:
+        wait_until(f"outcome of {path}", lambda: client.get(
+            f"/api/events/commands/{data['commandId']}").status_code == 200, 60)
+    elif answer.status_code == 201:
+        data["eventId"] = data["eventDraftId"]
+    else:
+        answer.raise_for_status()
+    return data
 
 
 def _ready(url: str) -> bool:
