@@ -30,8 +30,8 @@ __all__ = ["CeilingRun", "FaustRun", "PhaseTime", "ProjectedRun", "QuixRun", "Sy
 
 QUIX_PYTHON = ROOT / "bench" / ".venv-quix" / "bin" / "python"
 PHASE_TIMEOUT = 900.0
-# A phase whose outcome count stands still this long did not finish: the run says so (how
-# many outcomes are missing) and goes on with the next system instead of waiting forever.
+# A phase whose outcomes and states stop coming for this long did not finish: the run says
+# so (how many are missing) and goes on with the next system instead of waiting forever.
 NO_PROGRESS_SECONDS = 60.0
 
 
@@ -79,7 +79,8 @@ def _count(url: str, sql: str, *args: Any) -> Any:
 
 class ProjectedRun(abc.ABC):
     """A system that projects into PostgreSQL: started for each phase, timed from its first
-    decision to the moment its projection holds the phase's last outcome, then stopped."""
+    decision to the moment its projection holds the phase's last outcome and every state
+    those outcomes name, then stopped."""
 
     result: SystemResult
 
@@ -128,7 +129,7 @@ class ProjectedRun(abc.ABC):
                              done_or_stuck, PHASE_TIMEOUT, procs[0], poll=0.25)
             missing = max(0, self._missing(expected_total))
             if missing:
-                end = seen["at"]  # the last outcome that came
+                end = seen["at"]  # the last progress seen
             end_wall = time.time() - (time.monotonic() - end)
             first_wall = self._first_decision(since)
             self.result.peak_rss_mb = max(self.result.peak_rss_mb,

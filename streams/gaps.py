@@ -96,8 +96,8 @@ async def seek_back(app: faust.App, tps: set[TP]) -> None:
         await consumer.perform_seek()
         # perform_seek leaves the read offset None (nothing committed) or 0 (committed at 0)
         # exactly where aiokafka did not seek.
-        unsought = [tp for tp in tps
-                    if tp in consumer.assignment() and not consumer._read_offset.get(tp)]
+        assigned = consumer.assignment()
+        unsought = [tp for tp in tps if tp in assigned and not consumer._read_offset.get(tp)]
         if unsought:
             await consumer.seek_wait(dict(await consumer.earliest_offsets(*unsought)))
     except Exception as exc:  # a rebalance under way revoked a partition: it seeks itself
