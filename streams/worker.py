@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import signal
 
 from faust import Worker
 
@@ -46,11 +48,18 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     Worker(pipeline.app, loglevel=loglevel).execute_from_commandline()
 
 
-async def _project_forever(settings: Settings) -> None:
+async def _project_until_stopped(settings: Settings) -> None:
     from streams.codec import register_codecs
 
     codecs = register_codecs(settings.schema_registry_url, settings.schema_compatibility)
     projector = Projector(settings, codecs[OUTCOME.name])
+    # SIGTERM ends the run through `finally`: the written offsets are committed and the
+    # consumer leaves its group, so a successor joins at once instead of waiting out this
+    # member's session (Python's default SIGTERM exits on the spot, skipping both).
+    run = asyncio.current_task()
+    assert run is not None
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        asyncio.get_running_loop().add_signal_handler(sig, run.cancel)
     await projector.start()
     try:
         await projector.run()
@@ -59,5 +68,7 @@ async def _project_forever(settings: Settings) -> None:
 
 
 def run_projector(settings: Settings) -> None:
+    """Run until SIGTERM or Ctrl-C."""
     prepare(settings)
-    asyncio.run(_project_forever(settings))
+    with contextlib.suppress(asyncio.CancelledError):
+        asyncio.run(_project_until_stopped(settings))
