@@ -3,11 +3,21 @@
 The changelog table is the source of truth (SPEC 10); both stores are projections of it.
 Commit protocol, once per batch (marked in `project_once` below):
 
-  1. poll a batch (up to `sink_batch_size` records or `sink_batch_seconds`);
+  1. poll a batch: wait up to `sink_batch_seconds` for a first record, then gather more for
+     the linger (below), up to `sink_batch_size` records;
   2. fold it: the newest state per event, every outcome;
   3. write PostgreSQL in one transaction;
   4. write Redis in one pipeline, then announce the outcomes;
   5. commit the written batches' offsets (at most every `sink_commit_seconds`).
+
+The linger adapts to the load: it is `LINGER_PER_WRITE` times as long as the last write
+took, at most `sink_max_linger_seconds`, and ends early when nothing comes for
+`sink_batch_seconds`. Idle or lightly loaded, writes take milliseconds, so a record waits
+milliseconds (read-your-writes stays quick). Under a backlog writes take
+longer, batches grow, and an event's successive states (a job's progress, then its result,
+then the selection) fold into one row write instead of one each: the projector's cost per
+command falls as the load rises, as a checkpoint interval does for Kafka Streams' caches
+or Quix Streams' sinks.
 
 A store that is down is retried with backoff until it is back (steps 3 and 4), never
 skipped, so step 5 only ever follows durable writes to both: at-least-once, and the
@@ -42,6 +52,7 @@ from streams.topics import OUTCOME, changelog_topic
 __all__ = ["Projector"]
 
 log = logging.getLogger(__name__)
+LINGER_PER_WRITE = 4.0  # a batch gathers for this many times the last write's duration
 # A store that is down or restarting: wait and write again, never skip.
 _STORE_ERRORS: tuple[type[BaseException], ...] = (
     OSError, ConnectionError, asyncio.TimeoutError, psycopg.OperationalError,
@@ -70,6 +81,7 @@ class Projector:
         self.healthy = {"postgres": True, "redis": True}
         self._written: dict[TopicPartition, int] = {}  # written, not yet committed
         self._committed_at = time.monotonic()
+        self.linger = 0.0  # seconds the next batch gathers after its first record
 
     async def start(self) -> None:
         # aiokafka binds to the running loop, so the consumer is made here.
@@ -107,6 +119,7 @@ class Projector:
         if not polled:
             await self._commit()  # idle: whatever is written gets committed
             return 0
+        await self._gather(polled)
         # 2. fold
         batch = Batch()
         count = 0
@@ -115,17 +128,36 @@ class Projector:
                 self._fold(batch, record)
                 count += 1
             batch.offsets[tp] = records[-1].offset + 1
+        started = time.monotonic()
         # 3. PostgreSQL, one transaction
         await self._retry("postgres", self.postgres.write,
                           batch.upserts, [s["eventId"] for s in batch.deletes], batch.outcomes)
         # 4. Redis, one pipeline (outcomes announced last, after the states they describe)
         await self._retry("redis", self.redis.write, batch.upserts, batch.deletes, batch.outcomes)
+        self.linger = min(self.settings.sink_max_linger_seconds,
+                          LINGER_PER_WRITE * (time.monotonic() - started))
         # 5. commit: written batches' offsets, at most every `sink_commit_seconds` (a commit
         # is a broker round trip; what a crash then replays, the version guards absorb).
         self._written.update(batch.offsets)
         if time.monotonic() - self._committed_at >= self.settings.sink_commit_seconds:
             await self._commit()
         return count
+
+    async def _gather(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> None:
+        """Add to `polled` what comes within the linger, up to a full batch; stop early when
+        nothing more comes for `sink_batch_seconds` (the burst is over: write it now)."""
+        size = self.settings.sink_batch_size
+        count = sum(len(records) for records in polled.values())
+        deadline = time.monotonic() + self.linger
+        while count < size and (left := deadline - time.monotonic()) > 0:
+            wait = min(left, self.settings.sink_batch_seconds)
+            more = await self.consumer.getmany(timeout_ms=max(1, int(wait * 1000)),
+                                               max_records=size - count)
+            if not more:
+                return
+            for tp, records in more.items():
+                polled.setdefault(tp, []).extend(records)
+                count += len(records)
 
     async def _commit(self) -> None:
         """Commit the written offsets of the partitions still ours: a rebalance (another
