@@ -20,16 +20,27 @@ a partition move restores (the two-workers benchmark found a selection lost that
 event's publish rejected). So the caller stores synchronously right after deciding, and
 sends under `Pipeline.output_order`, a FIFO lock taken without yielding in between: records
 leave in the order their states were stored.
+
+With RocksDB, every read was a store lookup and a JSON decode of a state that carries all its
+child rows, though an event's commands come close together (a job's progress, its result,
+the selection; publish, distribution, end). So the table keeps the latest decoded states in
+a bounded LRU cache, written through by `store` (the memory store keeps objects already).
+States are never mutated in place (the agents reassign), so a cached object is the stored
+state. Faust writes the store itself only when it applies changelog records (recovery,
+standby replicas) and around a rebalance; the cache is emptied then, so it never holds a
+state the store no longer has.
 """
 
 from __future__ import annotations
 
 from asyncio import Future
+from collections.abc import Iterable
 from typing import Any
 
 import faust
+from cachetools import LRUCache
 from faust.stores.base import SerializedStore
-from faust.types import TP
+from faust.types import TP, EventT
 
 __all__ = ["EventsTable"]
 
@@ -38,16 +49,26 @@ class EventsTable(faust.Table):
     """A Faust table with a direct read and write and an awaitable changelog send;
     recovery is Faust's own."""
 
+    def __init__(self, *args: Any, cached_states: int = 2048, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._states: LRUCache[str, dict[str, Any]] = LRUCache(maxsize=cached_states)
+
     def read(self, key: str) -> dict[str, Any] | None:
-        """The state under `key`, or None: one store lookup (`table.get` makes two, a
-        membership test across the partitions' stores and then the read)."""
+        """The state under `key`, or None: from the cache, else one store lookup
+        (`table.get` makes two, a membership test across the partitions' stores and then
+        the read)."""
         if not isinstance(self.data, SerializedStore):
             return self.data.get(key)  # the memory store keeps objects
+        state = self._states.get(key)
+        if state is not None:
+            return state
         raw = self.data._get(self._dumps_key(key))
         if raw is None:
             return None
-        return self.app.serializers.loads_value(self.value_type, raw,
-                                                serializer=self.value_serializer)
+        state = self.app.serializers.loads_value(self.value_type, raw,
+                                                 serializer=self.value_serializer)
+        self._states[key] = state
+        return state
 
     def _dumps_key(self, key: str) -> bytes:
         return self.app.serializers.dumps_key(self.key_type, key, serializer=self.key_serializer)
@@ -65,6 +86,7 @@ class EventsTable(faust.Table):
                                                        serializer=self.value_serializer)
         if isinstance(self.data, SerializedStore):
             self.data._set(key_bytes, value_bytes)  # RocksDB: bytes in, no second encoding
+            self._states[key] = value
         else:
             self.data[key] = value  # the memory store keeps objects
         return key_bytes, value_bytes
@@ -84,3 +106,17 @@ class EventsTable(faust.Table):
             return  # the producer's own error handling reports it; no offset to remember
         metadata = sent.result()
         self.data.set_persisted_offset(TP(metadata.topic, metadata.partition), metadata.offset)
+
+    # Faust's own writes to the store: the cache is emptied first (see the module doc).
+    def apply_changelog_batch(self, batch: Iterable[EventT]) -> None:
+        self._states.clear()
+        super().apply_changelog_batch(batch)
+
+    async def on_rebalance(self, assigned: set[TP], revoked: set[TP],
+                           newly_assigned: set[TP], generation_id: int = 0) -> None:
+        self._states.clear()
+        await super().on_rebalance(assigned, revoked, newly_assigned, generation_id)
+
+    async def on_recovery_completed(self, active_tps: set[TP], standby_tps: set[TP]) -> None:
+        self._states.clear()
+        await super().on_recovery_completed(active_tps, standby_tps)
