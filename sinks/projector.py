@@ -105,9 +105,13 @@ class Projector:
         await self.redis.stop()
 
     async def run(self) -> None:
-        """Project until cancelled."""
-        while True:
-            await self.project_once()
+        """Start, project until cancelled, then stop (committing what was written)."""
+        await self.start()
+        try:
+            while True:
+                await self.project_once()
+        finally:
+            await self.stop()
 
     async def project_once(self) -> int:
         """One pass of the commit protocol; returns the number of records consumed."""

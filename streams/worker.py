@@ -39,11 +39,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
 
         @pipeline.app.task
         async def project() -> None:
-            await projector.start()
-            try:
-                await projector.run()
-            finally:
-                await projector.stop()
+            await projector.run()
 
     Worker(pipeline.app, loglevel=loglevel).execute_from_commandline()
 
@@ -60,11 +56,7 @@ async def _project_until_stopped(settings: Settings) -> None:
     assert run is not None
     for sig in (signal.SIGTERM, signal.SIGINT):
         asyncio.get_running_loop().add_signal_handler(sig, run.cancel)
-    await projector.start()
-    try:
-        await projector.run()
-    finally:
-        await projector.stop()
+    await projector.run()
 
 
 def run_projector(settings: Settings) -> None:
