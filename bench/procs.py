@@ -6,6 +6,7 @@ runs in one benchmark never read each other's state.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -113,14 +114,9 @@ class Proc:
         return self.log.exists() and text in self.log.read_text(errors="replace")
 
     def peak_rss_mb(self) -> float:
-        """The kernel's high-water mark of resident memory (VmHWM), in MiB."""
-        try:
-            for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-        return float("nan")
+        """The kernel's high-water mark of resident memory (VmHWM), in MiB, of the process
+        and its children (a worker's projector process)."""
+        return _peak_rss_mb(self.pid)
 
     def stop(self, timeout: float = 30.0, kill: bool = False) -> int | None:
         if self.popen is None or self.popen.poll() is not None:
@@ -131,3 +127,14 @@ class Proc:
         except subprocess.TimeoutExpired:
             self.popen.kill()
             return self.popen.wait(10)
+
+
+def _peak_rss_mb(pid: int) -> float:
+    try:
+        proc = Path(f"/proc/{pid}")
+        peak = next(int(line.split()[1]) / 1024 for line in
+                    (proc / "status").read_text().splitlines() if line.startswith("VmHWM:"))
+        children = (proc / "task" / str(pid) / "children").read_text().split()
+    except (FileNotFoundError, ProcessLookupError, StopIteration):
+        return float("nan")
+    return peak + sum(r for c in children if not math.isnan(r := _peak_rss_mb(int(c))))

@@ -108,7 +108,7 @@ def measure(events: int) -> dict[str, Any]:
     bootstrap = os.environ["KAFKA_BOOTSTRAP_SERVERS"]
     iso = Isolated("recovery", 5, 6406, {"TABLE_STORE": "rocksdb://",
                                          "TOPIC_PARTITIONS": str(PARTITIONS),
-                                         "WORKER_EMBED_PROJECTOR": "false"})
+                                         "WORKER_PROJECTOR": "off"})
     iso.reset_stores()
     env = iso.env()
     topic = changelog_topic(env["APP_ID"], "events")

@@ -35,7 +35,7 @@ class Options:
     query_rate: int = int(os.environ.get("BENCH_QUERY_RATE", 1000))
     recovery_events: int = int(os.environ.get("BENCH_RECOVERY_EVENTS", 200_000))
     only: tuple[str, ...] = ()  # throughput, latency, recovery; empty: all
-    # one, split, two, quix, ceiling; empty: all (a subset is for quick comparisons)
+    # one, task, two, quix, ceiling; empty: all (a subset is for quick comparisons)
     systems: tuple[str, ...] = tuple(s for s in os.environ.get("BENCH_SYSTEMS", "").split(",")
                                      if s)
 
@@ -64,8 +64,8 @@ def throughput(opts: Options, results: Results) -> None:
     extra = {"TOPIC_PARTITIONS": str(PARTITIONS), "TABLE_STORE": "rocksdb://"}
     every = {
         "one": lambda: FaustRun(Isolated("one", 1, 6366, extra), workers=1),
-        "split": lambda: FaustRun(Isolated("split", 4, 6396, extra), workers=1,
-                                  separate_projector=True),
+        "task": lambda: FaustRun(Isolated("task", 4, 6396, extra), workers=1,
+                                 projector="task"),
         "two": lambda: FaustRun(Isolated("two", 2, 6376, extra), workers=2),
         "quix": lambda: QuixRun(Isolated("quix", 3, 6386, extra)),
         "ceiling": CeilingRun,

@@ -148,29 +148,26 @@ class ProjectedRun(abc.ABC):
 
 
 class FaustRun(ProjectedRun):
-    """The project: `eventpipe worker` processes, the projector inside the (first) worker,
-    or in a process of its own (`eventpipe projector`) with `separate_projector`."""
+    """The project: `eventpipe worker` processes, each with its projector (`WORKER_PROJECTOR`:
+    in a child process, the default, or as a task in the worker's event loop)."""
 
-    def __init__(self, iso: Isolated, workers: int, separate_projector: bool = False) -> None:
+    def __init__(self, iso: Isolated, workers: int, projector: str = "process") -> None:
         super().__init__(iso)
         self.workers = workers
-        self.separate_projector = separate_projector
+        self.projector = projector
         name = f"eventpipe, {workers} worker{'s' * (workers > 1)}"
-        self.result = SystemResult(name + (" + projector process" if separate_projector else ""))
+        self.result = SystemResult(
+            name + (", projector in the worker's loop" if projector == "task" else ""))
 
     def _procs(self) -> list[Proc]:
         procs = []
-        embed = "false" if self.separate_projector else "true"
         for i in range(self.workers):
             env = {**self.iso.env(), "WORKER_WEB_PORT": str(self.iso.web_port + i),
                    "DATA_DIR": f"{self.iso.env()['DATA_DIR']}/{i}",
-                   "WORKER_EMBED_PROJECTOR": embed}
+                   "WORKER_PROJECTOR": self.projector}
             Path(env["DATA_DIR"]).mkdir(parents=True, exist_ok=True)
             procs.append(Proc(f"worker-{self.iso.name}-{i}",
                               ["-m", "eventpipe.cli", "worker"], env))
-        if self.separate_projector:
-            procs.append(Proc(f"projector-{self.iso.name}", ["-m", "eventpipe.cli", "projector"],
-                              self.iso.env()))
         return procs
 
     def _first_decision(self, since: datetime) -> float:

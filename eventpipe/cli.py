@@ -14,6 +14,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from eventpipe import LOG_FORMAT
 from eventpipe.settings import get_settings
 
 app = typer.Typer(no_args_is_help=True, help=__doc__)
@@ -32,7 +33,7 @@ PROCESSES = ("worker", "api", "ai-worker", "content-worker", "distribution-worke
 
 
 def _logging(level: str = "INFO") -> None:
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=level, format=LOG_FORMAT)
 
 
 @schemas_app.command("register")

@@ -39,7 +39,9 @@ class Settings(BaseSettings):
     schema_compatibility: Literal["BACKWARD", "BACKWARD_TRANSITIVE"] = "BACKWARD"
 
     # Projector (changelog -> PostgreSQL + Redis).
-    worker_embed_projector: bool = True  # run the projector inside the stream worker
+    # The worker's projector: in a child process, as a task in its event loop, or none (then
+    # run `eventpipe projector`); streams/worker.py.
+    worker_projector: Literal["process", "task", "off"] = "process"
     sink_batch_size: int = 5000  # records at most in one batch (one transaction)
     sink_batch_seconds: float = 0.05  # how long an idle poll waits for the first record
     # Under load a batch gathers for a while, so an event's successive states fold into one

@@ -72,13 +72,15 @@ def _outcome_record(raw: dict[str, Any]) -> dict[str, Any]:
 
 
 class Projector:
-    def __init__(self, settings: Settings, outcome_codec: AvroCodec) -> None:
+    def __init__(self, settings: Settings, outcome_codec: AvroCodec,
+                 stats: metrics.SinkStats | None = None) -> None:
         self.settings = settings
         self.changelog = changelog_topic(settings.app_id, EVENTS_TABLE)
         self.outcome_codec = outcome_codec
         self.postgres = PostgresSink(settings.database_url)
         self.redis = RedisSink(settings)
         self.healthy = {"postgres": True, "redis": True}
+        self.stats = stats or metrics.SinkStats()
         self._written: dict[TopicPartition, int] = {}  # written, not yet committed
         self._committed_at = time.monotonic()
         self.linger = 0.0  # seconds the next batch gathers after its first record
@@ -202,12 +204,12 @@ class Projector:
             with attempt:
                 await write(*args)
         self.healthy[store] = True
-        metrics.SINK_DOWN.labels(store).set(0)
-        metrics.SINK_WRITES.labels(store).inc(len(args[0]) + len(args[-1]))
+        self.stats.down(store, False)
+        self.stats.written(store, len(args[0]) + len(args[-1]))
 
     def _down(self, store: str, exc: BaseException | None) -> None:
         if self.healthy.get(store):
             log.warning("%s unavailable, retrying until it is back: %s", store, exc)
         self.healthy[store] = False
-        metrics.SINK_DOWN.labels(store).set(1)
+        self.stats.down(store, True)
 

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram
+import multiprocessing
+from collections.abc import Iterator
+from typing import Any
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 __all__ = ["CONSUMER_LAG", "DEAD_LETTERS", "MESSAGES_IN", "MESSAGES_OUT", "PROCESSING_SECONDS",
-           "REJECTIONS", "SINK_DOWN", "SINK_WRITES"]
+           "REJECTIONS", "SinkStats"]
 
 MESSAGES_IN = Counter("eventpipe_messages_in_total", "Messages consumed", ["topic"])
 MESSAGES_OUT = Counter("eventpipe_messages_out_total", "Messages produced", ["topic"])
@@ -17,6 +22,43 @@ PROCESSING_SECONDS = Histogram(
 )
 CONSUMER_LAG = Gauge("eventpipe_consumer_lag", "Messages behind the high watermark",
                      ["topic", "partition"])
-SINK_WRITES = Counter("eventpipe_sink_records_total", "Records projected", ["store"])
-SINK_DOWN = Gauge("eventpipe_sink_down", "1 while a store is failing and being retried",
-                  ["store"])
+
+
+class SinkStats:
+    """The projector's figures (records written per store, store down), in shared memory:
+    the projector may run in a child process of the worker (streams/worker.py), and the
+    worker's /metrics reads them from there. One writer, the projector."""
+
+    STORES = ("postgres", "redis")
+
+    def __init__(self) -> None:
+        # [records written, down] per store; spawn's shared memory passes to the child.
+        self.values: Any = multiprocessing.get_context("spawn").RawArray(
+            "d", 2 * len(self.STORES))
+
+    def written(self, store: str, records: int) -> None:
+        self.values[2 * self.STORES.index(store)] += records
+
+    def down(self, store: str, down: bool) -> None:
+        self.values[2 * self.STORES.index(store) + 1] = float(down)
+
+    def expose(self) -> None:
+        """Serve these figures in this process's /metrics."""
+        REGISTRY.register(_SinkCollector(self))
+
+
+class _SinkCollector:
+    def __init__(self, stats: SinkStats) -> None:
+        self.stats = stats
+
+    def collect(self) -> Iterator[Any]:
+        written = CounterMetricFamily("eventpipe_sink_records", "Records projected",
+                                      labels=["store"])
+        down = GaugeMetricFamily("eventpipe_sink_down",
+                                 "1 while a store is failing and being retried",
+                                 labels=["store"])
+        for i, store in enumerate(self.stats.STORES):
+            written.add_metric([store], self.stats.values[2 * i])
+            down.add_metric([store], self.stats.values[2 * i + 1])
+        yield written
+        yield down
