@@ -3,6 +3,8 @@
 One agent per command topic, concurrency 1 (faust-streaming issue 606: concurrency > 1 can
 commit past a message still in flight). Whatever cannot be decoded or applied goes to the
 DLQ with its reason and the partition moves on; an unreachable registry is waited out.
+What an agent decides goes to the outbox (streams/outbox.py), which stores, sends and acks
+it in batches under a backlog and at once otherwise.
 """
 
 from __future__ import annotations
@@ -68,41 +70,41 @@ class CommandHandler:
                      for s in (*FACT_TOPICS.values(), OUTCOME, DLQ)}
         self._lag: dict[int, Any] = {}  # partition -> its CONSUMER_LAG child
 
-    async def handle(self, event: EventT) -> None:
+    async def handle(self, event: EventT) -> int | None:
+        """Decide one command into the outbox; returns its partition's lag after it, or
+        None when the record was skipped (not to be acked)."""
         message = event.message
         if not await self.in_order.admit(message):
-            return  # records before it were dropped by Faust: they come again, then this
+            return None  # records before it were dropped by Faust: they come again, then this
         started = time.perf_counter()
         self._in.inc()
         try:
             command = await self._decode(message.key, message.value)
             decision = self._decide(command)
         except DeadLetter as exc:
-            await self._dead_letter(message, exc.code, exc.message)
-            return
-        record = None
-        if (decision.changed or decision.duplicate) and decision.state is not None:
-            # Reassign (never mutate in place): each assignment is one changelog record.
-            # A duplicate re-asserts the state it found: after a kill -9 a RocksDB store can
-            # hold a state whose changelog record never left the producer, and the replayed
-            # command is the only chance to put it in the changelog (and the projections).
-            # Stored in the same step as decided: the next command of this event, in any
-            # agent, decides from this state.
-            record = self.pipeline.events.store(command.event_id, decision.state)
-            self.pipeline.open_jobs.track(command.event_id, decision.state)
-        # Records leave in the order states were stored (streams/table.py says why).
-        async with self.pipeline.output_order:
-            if record is not None:
-                await self.pipeline.events.send(command.event_id, record)
-            await self._emit(command, decision)
+            self._dead_letter(message, exc.code, exc.message)
+        else:
+            if (decision.changed or decision.duplicate) and decision.state is not None:
+                # Reassign (never mutate in place): each assignment is one changelog record.
+                # A duplicate re-asserts the state it found: after a kill -9 a RocksDB store
+                # can hold a state whose changelog record never left the producer, and the
+                # replayed command is the only chance to put it in the changelog (and the
+                # projections). Staged in the same step as decided: the next command of this
+                # event, in any agent, decides from this state.
+                self.pipeline.events.stage(command.event_id, decision.state, message.partition)
+                self.pipeline.open_jobs.track(command.event_id, decision.state)
+            self._emit(command, decision)
         self._seconds.observe(time.perf_counter() - started)
         highwater = self.pipeline.app.consumer.highwater(message.tp)
-        if highwater is not None:
-            lag = self._lag.get(message.partition)
-            if lag is None:
-                lag = self._lag[message.partition] = metrics.CONSUMER_LAG.labels(
-                    message.topic, message.partition)
-            lag.set(max(0, highwater - message.offset - 1))
+        if highwater is None:
+            return 0
+        behind = max(0, highwater - message.offset - 1)
+        lag = self._lag.get(message.partition)
+        if lag is None:
+            lag = self._lag[message.partition] = metrics.CONSUMER_LAG.labels(
+                message.topic, message.partition)
+        lag.set(behind)
+        return behind
 
     async def _decode(self, key: bytes | None, value: bytes | None) -> Command:
         if not key:
@@ -150,23 +152,20 @@ class CommandHandler:
             log.exception("cannot apply %s %s", command.type, command.command_id)
             raise DeadLetter("APPLY_ERROR", f"{type(exc).__name__}: {exc}") from exc
 
-    async def _emit(self, command: Command, decision: Decision) -> None:
+    def _emit(self, command: Command, decision: Decision) -> None:
         key = command.event_id.encode()
         if not decision.duplicate:
             for fact in decision.facts:
-                await self._send(*fact_record(fact, command.command_id), key)
+                self._send(*fact_record(fact, command.command_id), key)
         if decision.code is not None:
             metrics.REJECTIONS.labels(decision.code.value).inc()
-        await self._send(OUTCOME, outcome_record(command, decision, _now_ms()), key)
+        self._send(OUTCOME, outcome_record(command, decision, _now_ms()), key)
 
-    async def _send(self, spec: TopicSpec, value: dict[str, Any], key: bytes | None) -> None:
-        encoded = self.pipeline.codec(spec).encode(value)
-        # Straight to Faust's producer (Faust flushes it before each commit): the topic's
-        # send builds a FutureMessage per record for callbacks we do not use.
-        await self.pipeline.app.producer.send(spec.name, key, encoded, None, None, None)
+    def _send(self, spec: TopicSpec, value: dict[str, Any], key: bytes | None) -> None:
+        self.pipeline.outbox.send(spec.name, key, self.pipeline.codec(spec).encode(value))
         self._out[spec.name].inc()
 
-    async def _dead_letter(self, message: Any, code: str, reason: str) -> None:
+    def _dead_letter(self, message: Any, code: str, reason: str) -> None:
         log.warning("dead letter %s[%s]@%s: %s %s", message.topic, message.partition,
                     message.offset, code, reason)
         metrics.DEAD_LETTERS.labels(code).inc()
@@ -177,7 +176,7 @@ class CommandHandler:
                        f" {len(value or b'')})")
             key = key[:MAX_KEY_BYTES] if key is not None else None
             value = value[:MAX_COMMAND_BYTES] if value is not None else None
-        await self._send(DLQ, {
+        self._send(DLQ, {
             "topic": message.topic,
             "partition": message.partition,
             "offset": message.offset,
@@ -191,14 +190,24 @@ class CommandHandler:
 
 def install_agents(pipeline: Pipeline) -> None:
     app = pipeline.app
+    outbox = pipeline.outbox
     for spec in COMMAND_TOPICS:
         handler = CommandHandler(pipeline, spec)
 
         async def agent(stream: faust.StreamT, handler: CommandHandler = handler) -> None:
-            async for event in stream.events():
-                await handler.handle(event)
+            commands = stream.noack()  # the outbox acks, once a command's records are sent
+            async for event in commands.events():
+                lag = await handler.handle(event)
+                if lag is not None and outbox.hold(commands, event, lag):
+                    await outbox.flush()
 
         app.agent(pipeline.topic(spec), name=spec.name.split(".")[1], concurrency=1)(agent)
+
+    @app.timer(pipeline.settings.worker_batch_seconds / 2)
+    async def flush_overdue() -> None:
+        # A held batch whose partitions went quiet (or moved) is not left waiting.
+        if outbox.overdue():
+            await outbox.flush()
 
     timeout_ms = int(pipeline.settings.job_timeout_seconds * 1000)
 
@@ -217,6 +226,7 @@ def install_agents(pipeline: Pipeline) -> None:
     @app.timer(pipeline.settings.job_timeout_check_seconds)
     async def job_timer() -> None:
         if pipeline.open_jobs.stale:
+            await outbox.flush()  # the index is rebuilt from the store
             pipeline.open_jobs.rebuild(pipeline.events.items())
             log.info("%d events with unfinished jobs", len(pipeline.open_jobs))
         sent = await fail_overdue_jobs(pipeline, timeout_ms)

@@ -1,13 +1,13 @@
 """The Faust application: topics, the changelog-backed `events` table, and the codecs.
 
 `build_pipeline()` registers the schemas (so the codecs know their ids) and wires the agents.
-Path of a command: topic -> agent (decode, `lifecycle.apply`) -> `events` table (changelog)
--> projector (sinks/) -> PostgreSQL + Redis; facts and outcomes go out on their own topics.
+Path of a command: topic -> agent (decode, `lifecycle.apply`) -> outbox -> `events` table
+(changelog) -> projector (sinks/) -> PostgreSQL + Redis; facts and outcomes go out on their
+own topics.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass, field
 
 import faust
@@ -15,6 +15,7 @@ import faust
 from eventpipe.settings import Settings
 from streams.admin import EVENTS_TABLE
 from streams.codec import AvroCodec, register_codecs
+from streams.outbox import Outbox
 from streams.partitioner import partition_for
 from streams.table import EventsTable
 from streams.timeouts import OpenJobs
@@ -30,9 +31,8 @@ class Pipeline:
     events: EventsTable
     topics: dict[str, faust.TopicT]
     codecs: dict[str, AvroCodec]
+    outbox: Outbox
     open_jobs: OpenJobs = field(default_factory=OpenJobs)  # for the job timer
-    # FIFO: the agents' output records leave in the order their states were stored.
-    output_order: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def topic(self, spec: TopicSpec) -> faust.TopicT:
         return self.topics[spec.name]
@@ -87,7 +87,8 @@ def build_pipeline(settings: Settings) -> Pipeline:
         partitions=settings.topic_partitions,
         beacon=app.tables.beacon,
     ))
-    pipeline = Pipeline(settings, app, events, topics, codecs)
+    outbox = Outbox(app, events, settings.worker_batch_commands, settings.worker_batch_seconds)
+    pipeline = Pipeline(settings, app, events, topics, codecs, outbox)
 
     from streams.agents import install_agents  # agents need the pipeline they run in
 

@@ -8,18 +8,18 @@ the command's state was on its way to the changelog; a `kill -9` then lost that 
 good (the command is never redelivered, and the projections are fed from the changelog).
 The kill -9 test over 20,000 commands found it: about one run in four lost a few states.
 
-`EventsTable.store` writes the local store and `send` hands the changelog record to the
-producer itself, both before the agent's loop body ends and Faust acks the command. Faust
-flushes the producer before every commit, so a committed offset always has its state in the
-changelog.
+The agents stage a decided state (`stage`), and the outbox (streams/outbox.py) writes the
+staged states to the local store (`store_staged`) and hands their changelog records to the
+producer itself (`send`), all before it acks the commands. Faust flushes the producer before
+every commit, so a committed offset always has its state in the changelog. A read sees a
+staged state first: the next command of the event, in any agent, decides from it.
 
 The four agents share the table, so two of them can write one event's state in turn, and
 the producer's `send` can wait (a full batch) and let a later caller in first. Records then
 reach the changelog out of order and its last record is an older state: the one a restart or
 a partition move restores (the two-workers benchmark found a selection lost that way, and the
-event's publish rejected). So the caller stores synchronously right after deciding, and
-sends under `Pipeline.output_order`, a FIFO lock taken without yielding in between: records
-leave in the order their states were stored.
+event's publish rejected). So states are staged synchronously right after deciding, and one
+flush at a time sends them in order.
 
 With RocksDB, every read was a store lookup and a JSON decode of a state that carries all its
 child rows, though an event's commands come close together (a job's progress, its result,
@@ -52,11 +52,15 @@ class EventsTable(faust.Table):
     def __init__(self, *args: Any, cached_states: int = 2048, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._states: LRUCache[str, dict[str, Any]] = LRUCache(maxsize=cached_states)
+        self._staged: dict[str, tuple[int, dict[str, Any]]] = {}  # decided, not yet stored
 
     def read(self, key: str) -> dict[str, Any] | None:
-        """The state under `key`, or None: from the cache, else one store lookup
-        (`table.get` makes two, a membership test across the partitions' stores and then
-        the read)."""
+        """The state under `key`, or None: staged, else from the cache, else one store
+        lookup (`table.get` makes two, a membership test across the partitions' stores and
+        then the read)."""
+        staged = self._staged.get(key)
+        if staged is not None:
+            return staged[1]
         if not isinstance(self.data, SerializedStore):
             return self.data.get(key)  # the memory store keeps objects
         state = self._states.get(key)
@@ -73,30 +77,45 @@ class EventsTable(faust.Table):
     def _dumps_key(self, key: str) -> bytes:
         return self.app.serializers.dumps_key(self.key_type, key, serializer=self.key_serializer)
 
-    def store(self, key: str, value: dict[str, Any]) -> tuple[bytes, bytes]:
-        """Store `value` under `key` now; returns the changelog record for `send`.
+    def stage(self, key: str, value: dict[str, Any], partition: int) -> None:
+        """Hold `value` as the state under `key` until `store_staged` (only the newest state
+        of a key is kept: one store write and one changelog record per batch). `partition`
+        is the one of the command that decided it: the changelog is co-partitioned with the
+        command topics."""
+        self._staged[key] = (partition, value)
 
-        Only inside an agent, like any table write: the record belongs to the changelog
-        partition of the event being processed (co-partitioned with the command topics).
+    def store_staged(self) -> list[tuple[int, bytes, bytes]]:
+        """Store the staged states now; returns their changelog records for `send`."""
+        staged, self._staged = self._staged, {}
+        return [self.store(key, value, partition) for key, (partition, value) in staged.items()]
+
+    def store(self, key: str, value: dict[str, Any], partition: int) -> tuple[int, bytes, bytes]:
+        """Store `value` under `key` in `partition` now; returns the changelog record
+        (partition, key, value) for `send`.
+
         The state is serialised once, for the store and the changelog alike, with the
         table's own serialisers (so recovery reads it back as Faust would have written it).
+        Faust's own `_set` takes the partition from the event being processed, and a batch
+        is stored after its events, so the partition is given.
         """
         key_bytes = self._dumps_key(key)
         value_bytes = self.app.serializers.dumps_value(self.value_type, value,
                                                        serializer=self.value_serializer)
         if isinstance(self.data, SerializedStore):
-            self.data._set(key_bytes, value_bytes)  # RocksDB: bytes in, no second encoding
+            # RocksDB: bytes in, no second encoding (faust-streaming 0.15's store internals).
+            self.data._db_for_partition(partition).put(key_bytes, value_bytes)
+            self.data._key_index[key_bytes] = partition
             self._states[key] = value
         else:
             self.data[key] = value  # the memory store keeps objects
-        return key_bytes, value_bytes
+        return partition, key_bytes, value_bytes
 
-    async def send(self, key: str, record: tuple[bytes, bytes]) -> None:
+    async def send(self, record: tuple[int, bytes, bytes]) -> None:
         """Hand a stored state's changelog record to the producer (see the module doc for
         why the caller orders these)."""
+        partition, key, value = record
         sent = await self.app.producer.send(
-            self.changelog_topic.get_topic_name(), *record,
-            self.partition_for_key(key), None, None)
+            self.changelog_topic.get_topic_name(), key, value, partition, None, None)
         sent.add_done_callback(self._persisted)
 
     def _persisted(self, sent: Future[Any]) -> None:

@@ -74,7 +74,7 @@ async def fail_overdue_jobs(pipeline: Pipeline, timeout_ms: int) -> int:
     now = time.time_ns() // 1_000_000
     sent = 0
     for event_id in pipeline.open_jobs.requested_before(now - timeout_ms):
-        state = pipeline.events.get(event_id)
+        state = pipeline.events.read(event_id)
         if state is None:  # its partition moved to another worker
             pipeline.open_jobs.track(event_id, None)
             continue
