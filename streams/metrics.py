@@ -42,6 +42,9 @@ class SinkStats:
     def down(self, store: str, down: bool) -> None:
         self.values[2 * self.STORES.index(store) + 1] = float(down)
 
+    def records(self, store: str) -> float:
+        return self.values[2 * self.STORES.index(store)]
+
     def expose(self) -> None:
         """Serve these figures in this process's /metrics."""
         REGISTRY.register(_SinkCollector(self))
@@ -58,7 +61,7 @@ class _SinkCollector:
                                  "1 while a store is failing and being retried",
                                  labels=["store"])
         for i, store in enumerate(self.stats.STORES):
-            written.add_metric([store], self.stats.values[2 * i])
+            written.add_metric([store], self.stats.records(store))
             down.add_metric([store], self.stats.values[2 * i + 1])
         yield written
         yield down
