@@ -5,9 +5,10 @@ KiB with its child rows) serialised, written to the store, sent to the changelog
 read back and written again by the projector, once per command. Under a backlog an event's
 commands come close together (a job's progress and result, the selection; publish,
 distribution, end), so the agents hold what they decide and flush it as one batch: each
-event's newest state once to the store and the changelog, then the outcomes, facts and dead
-letters in the order they were decided, then the commands' acks. This is what Kafka
-Streams' record cache and Quix Streams' checkpoints do, but only under load:
+event's newest state once to the store and the changelog, then (once the broker has the
+states) the outcomes, facts and dead letters in the order they were decided, then the
+commands' acks. Kafka Streams' record cache and Quix Streams' checkpoints do the same, but
+always; here only under load:
 
 - a command whose partition is caught up (lag 0 after it) is flushed at once, with whatever
   is held: a lone command waits for nothing, and read-your-writes stays quick;
@@ -71,8 +72,13 @@ class Outbox:
             states = self.events.store_staged()
             records, self._records = self._records, []
             held, self._held = self._held, []
-            for record in states:
-                await self.events.send(record)
+            delivered = [await self.events.send(record) for record in states]
+            if delivered and records:
+                # The states are in the changelog before any outcome naming them is sent: the
+                # producer sends partitions independently, so an outcome could otherwise land
+                # first, and a reader of outcomes (the projector, then the API's 201 or job
+                # status) find the state not there yet. One broker round trip per batch.
+                await asyncio.wait(delivered)
             send = self.app.producer.send
             for topic, key, value in records:
                 await send(topic, key, value, None, None, None)

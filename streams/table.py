@@ -110,13 +110,14 @@ class EventsTable(faust.Table):
             self.data[key] = value  # the memory store keeps objects
         return partition, key_bytes, value_bytes
 
-    async def send(self, record: tuple[int, bytes, bytes]) -> None:
+    async def send(self, record: tuple[int, bytes, bytes]) -> Future[Any]:
         """Hand a stored state's changelog record to the producer (see the module doc for
-        why the caller orders these)."""
+        why the caller orders these); returns the future of its delivery."""
         partition, key, value = record
         sent = await self.app.producer.send(
             self.changelog_topic.get_topic_name(), key, value, partition, None, None)
         sent.add_done_callback(self._persisted)
+        return sent
 
     def _persisted(self, sent: Future[Any]) -> None:
         # A RocksDB store remembers the changelog offset it holds, so a restart reads the
