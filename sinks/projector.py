@@ -37,6 +37,7 @@ import psycopg
 import psycopg_pool
 import redis.exceptions
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
 from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
@@ -84,6 +85,8 @@ class Projector:
         self._written: dict[TopicPartition, int] = {}  # written, not yet committed
         self._committed_at = time.monotonic()
         self.linger = 0.0  # seconds the next batch gathers after its first record
+        self._stopping = False
+        self._running: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         # aiokafka binds to the running loop, so the consumer is made here.
@@ -95,6 +98,10 @@ class Projector:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_poll_records=self.settings.sink_batch_size,
+            # Partition p of the changelog and of the outcomes to the same projector (both are
+            # keyed by eventId): round robin could split them between two projectors, and an
+            # outcome be written before the state it names.
+            partition_assignment_strategy=(RangePartitionAssignor,),
         )
         await self.postgres.start()
         await self.consumer.start()
@@ -107,13 +114,23 @@ class Projector:
         await self.redis.stop()
 
     async def run(self) -> None:
-        """Start, project until cancelled, then stop (committing what was written)."""
+        """Start, project until cancelled or `stop_soon`, then stop (committing what was
+        written)."""
+        self._running = asyncio.current_task()
         await self.start()
         try:
-            while True:
+            while not self._stopping:
                 await self.project_once()
         finally:
             await self.stop()
+
+    def stop_soon(self) -> None:
+        """End `run` now (cancelled where it waits), or after this pass: a cancellation can
+        be lost inside a library's wait (one was, and an orphaned projector ran on for
+        minutes), the flag cannot."""
+        self._stopping = True
+        if self._running is not None:
+            self._running.cancel()
 
     async def project_once(self) -> int:
         """One pass of the commit protocol; returns the number of records consumed."""

@@ -115,21 +115,19 @@ async def _project_until_stopped(settings: Settings, stats: SinkStats | None = N
     # SIGTERM ends the run through `finally`: the written offsets are committed and the
     # consumer leaves its group, so a successor joins at once instead of waiting out this
     # member's session (Python's default SIGTERM exits on the spot, skipping both).
-    run = asyncio.current_task()
-    assert run is not None
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, run.cancel)
+        loop.add_signal_handler(sig, projector.stop_soon)
     if lifeline is not None:
         # A worker killed outright (kill -9) cannot stop its child: the child stops itself.
-        loop.add_reader(lifeline.fileno(), _orphaned, lifeline.fileno(), run)
+        loop.add_reader(lifeline.fileno(), _orphaned, lifeline.fileno(), projector)
     await projector.run()
 
 
-def _orphaned(lifeline: int, run: asyncio.Task[None]) -> None:
+def _orphaned(lifeline: int, projector: Projector) -> None:
     asyncio.get_running_loop().remove_reader(lifeline)
     log.warning("the worker is gone; the projector stops")
-    run.cancel()
+    projector.stop_soon()
 
 
 def run_projector(settings: Settings) -> None:
