@@ -39,8 +39,9 @@ class Demo:
 
     def run(self) -> dict[str, Any]:
         """Purpose -> recommendations -> images -> dates and channels -> publish -> delivered."""
-        event_id = self._step("1. 목적 선택 (draft)", "POST", "/api/events/purposes",
-                              STORE)["eventDraftId"]
+        draft = self._step("1. 목적 선택 (draft)", "POST", "/api/events/purposes", STORE)
+        # A 201 is the draft (eventDraftId); after a 202 `_decided` reads the event (eventId).
+        event_id = draft.get("eventDraftId") or draft["eventId"]
         self.console.print(f"   draft [bold]{event_id}[/bold]")
 
         event = f"/api/events/{event_id}"

@@ -20,7 +20,7 @@ import psycopg
 import pytest
 from PIL import Image
 
-from tests.conftest import ROOT, Process, _wait
+from tests.conftest import ROOT, Process, _free_port, _wait
 
 WORKERS = {"ai": "ai-worker", "content": "content-worker", "distribution": "distribution-worker"}
 STORE = {"objective": "매출 증대", "storeName": "해피카페", "industry": "카페",
@@ -251,13 +251,37 @@ def test_failing_channel_opens_its_circuit_while_the_others_deliver(
     assert DistributionService.calls["URIDONGNE_TV"] == 3
 
 
-def test_demo_runs_to_the_end(collaborators: dict[str, Process], worker_env: dict[str, str],
-                              api_url: str) -> None:
+def _demo(api_url: str, env: dict[str, str]) -> str:
     result = subprocess.run([sys.executable, "-m", "eventpipe.cli", "demo", "--api-url", api_url,
                              "--job-seconds", "60"],
-                            env=worker_env, cwd=ROOT, capture_output=True, text=True, timeout=180)
+                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    out = result.stdout
+    return result.stdout
+
+
+def test_demo_follows_commands_answered_202(collaborators: dict[str, Process],
+                                            worker_env: dict[str, str]) -> None:
+    """Right after `make run` the API can be ready before the worker, and a command then
+    answers 202; the demo follows it to its outcome (it once failed on the first step)."""
+    port = _free_port()
+    api = Process("test-api-202", ["api", "--port", str(port)],
+                  {**worker_env, "COMMAND_WAIT_SECONDS": "0"})  # every command answers 202
+    api.log.unlink(missing_ok=True)
+    api.start()
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait("API", lambda: httpx.get(f"{url}/health/ready", timeout=3).status_code == 200, 90,
+              api.proc, api.log)
+        out = _demo(url, worker_env)
+        assert "PUBLISHED" in out and "done" in out, out[-3000:]
+        assert '"POST /api/events/purposes HTTP/1.1" 202' in api.log.read_text()
+    finally:
+        api.stop()
+
+
+def test_demo_runs_to_the_end(collaborators: dict[str, Process], worker_env: dict[str, str],
+                              api_url: str) -> None:
+    out = _demo(api_url, worker_env)
     for step in ("1. 목적 선택", "2. AI 추천 요청", "4. 이미지 생성 요청", "7. 배포", "PUBLISHED",
                  "채널별 배포 결과", "done"):
         assert step in out, out[-3000:]
