@@ -36,14 +36,20 @@ class SinkStats:
         self.values: Any = multiprocessing.get_context("spawn").RawArray(
             "d", 2 * len(self.STORES))
 
+    def _at(self, store: str) -> int:
+        return 2 * self.STORES.index(store)
+
     def written(self, store: str, records: int) -> None:
-        self.values[2 * self.STORES.index(store)] += records
+        self.values[self._at(store)] += records
 
     def down(self, store: str, down: bool) -> None:
-        self.values[2 * self.STORES.index(store) + 1] = float(down)
+        self.values[self._at(store) + 1] = float(down)
 
     def records(self, store: str) -> float:
-        return self.values[2 * self.STORES.index(store)]
+        return self.values[self._at(store)]
+
+    def is_down(self, store: str) -> float:
+        return self.values[self._at(store) + 1]
 
     def expose(self) -> None:
         """Serve these figures in this process's /metrics."""
@@ -60,8 +66,8 @@ class _SinkCollector:
         down = GaugeMetricFamily("eventpipe_sink_down",
                                  "1 while a store is failing and being retried",
                                  labels=["store"])
-        for i, store in enumerate(self.stats.STORES):
+        for store in self.stats.STORES:
             written.add_metric([store], self.stats.records(store))
-            down.add_metric([store], self.stats.values[2 * i + 1])
+            down.add_metric([store], self.stats.is_down(store))
         yield written
         yield down
