@@ -41,7 +41,7 @@ async def consume(group: str, count: int) -> dict[str, float]:
             for tp, records in batch.items():
                 codec = codecs[tp.topic]
                 for record in records:
-                    codec.decode(record.value)
+                    codec.read(record.value)
                 seen += len(records)
         last = time.time()
         await consumer.commit()

@@ -48,7 +48,7 @@ def decide(value: bytes, key: Any, timestamp: int, headers: Any,
         _first_seen = True
         FIRST_FILE.write_text(f"{time.time()}\n")
     try:
-        command = to_command(CODECS[message_context().topic].decode(value))
+        command = to_command(CODECS[message_context().topic].read(value))
         before = state.get("s")
         decision = lifecycle.apply(before, command)
     except Inapplicable:

@@ -34,14 +34,20 @@ def _plain(value: Any) -> Any:
 
 
 def to_command(record: dict[str, Any]) -> Command:
-    """The decoded envelope as a domain command."""
+    """The envelope as a domain command, decoded by `AvroCodec.read` (uuids as strings,
+    timestamps as epoch millis) or by `decode` (as Python's uuids and datetimes)."""
     name, payload = record["payload"]
+    occurred_at = record["occurredAt"]
+    if isinstance(occurred_at, int):  # read plain: nothing to convert
+        return Command(type=name.rsplit(".", 1)[-1], command_id=record["commandId"],
+                       event_id=record["eventId"], user_id=record["userId"],
+                       occurred_at=occurred_at, payload=payload)
     return Command(
         type=name.rsplit(".", 1)[-1],
         command_id=str(record["commandId"]),
         event_id=str(record["eventId"]),
         user_id=str(record["userId"]),
-        occurred_at=int(record["occurredAt"].timestamp() * 1000),
+        occurred_at=int(occurred_at.timestamp() * 1000),
         payload=_plain(payload),
     )
 
