@@ -37,10 +37,9 @@ class Settings(BaseSettings):
     job_timeout_seconds: float = 300.0  # a job unfinished this long after its request fails
     job_timeout_check_seconds: float = 10.0
     schema_compatibility: Literal["BACKWARD", "BACKWARD_TRANSITIVE"] = "BACKWARD"
-    # Under a backlog the agents write and send what they decide in batches, flushed at this
-    # many commands or when the oldest waited this long; caught up, at once (streams/outbox.py).
+    # The most command records one fetch hands the processor: one batch, decided, delivered
+    # and committed together (streams/processor.py). A lone command is a batch of one.
     worker_batch_commands: int = 5000
-    worker_batch_seconds: float = 1.0
 
     # Projector (changelog -> PostgreSQL + Redis).
     # The worker's projector: in a child process, as a task in its event loop, or none (then

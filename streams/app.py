@@ -1,49 +1,49 @@
-"""The Faust application: topics, the changelog-backed `events` table, and the codecs.
+"""The Faust application: the changelog-backed `events` table, the command processor that is
+its one writer, the job timer and the web page of metrics.
 
-`build_pipeline()` registers the schemas (so the codecs know their ids) and wires the agents.
-Path of a command: topic -> agent (decode, `lifecycle.apply`) -> outbox -> `events` table
-(changelog) -> projector (sinks/) -> PostgreSQL + Redis; facts and outcomes go out on their
-own topics.
+Path of a command: command topic -> Faust's consumer (one fetch, every command partition this
+worker owns) -> `CommandProcessor` (decode, `lifecycle.apply`, deliver) -> changelog and
+`events` table, facts and outcomes on their topics -> projector (sinks/) -> PostgreSQL and
+Redis.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import logging
+from dataclasses import dataclass
 
 import faust
+from faust.types import TP
+from faust.web import Request, Response, View
+from prometheus_client import generate_latest
 
 from eventpipe.settings import Settings
 from streams.admin import EVENTS_TABLE
 from streams.codec import AvroCodec, register_codecs
-from streams.outbox import Outbox
+from streams.faust_seam import PipelineApp
 from streams.partitioner import partition_for
+from streams.processor import CommandProcessor
 from streams.table import EventsTable
-from streams.timeouts import OpenJobs
-from streams.topics import ALL_TOPICS, TopicSpec
+from streams.timeouts import OpenJobs, fail_overdue_jobs
+from streams.topics import COMMAND_TOPICS
 
 __all__ = ["Pipeline", "build_pipeline"]
 
+log = logging.getLogger(__name__)
 
-@dataclass
+
+@dataclass(frozen=True)
 class Pipeline:
-    settings: Settings
-    app: faust.App
+    """What `build_pipeline` wired, for the worker process to run."""
+
+    app: PipelineApp
     events: EventsTable
-    topics: dict[str, faust.TopicT]
+    processor: CommandProcessor
     codecs: dict[str, AvroCodec]
-    outbox: Outbox
-    open_jobs: OpenJobs = field(default_factory=OpenJobs)  # for the job timer
-
-    def topic(self, spec: TopicSpec) -> faust.TopicT:
-        return self.topics[spec.name]
-
-    def codec(self, spec: TopicSpec) -> AvroCodec:
-        return self.codecs[spec.name]
 
 
-def build_pipeline(settings: Settings) -> Pipeline:
-    codecs = register_codecs(settings.schema_registry_url, settings.schema_compatibility)
-    app = faust.App(
+def build_app(settings: Settings) -> PipelineApp:
+    return PipelineApp(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
         store=settings.table_store,
@@ -54,11 +54,11 @@ def build_pipeline(settings: Settings) -> Pipeline:
         consumer_auto_offset_reset="earliest",
         broker_session_timeout=settings.worker_session_timeout_seconds,
         broker_heartbeat_interval=min(3.0, settings.worker_session_timeout_seconds / 3),
+        # One fetch is one batch of the processor: large under a backlog.
+        broker_max_poll_records=settings.worker_batch_commands,
+        consumer_max_fetch_size=16 * 1024 * 1024,
         producer_acks=-1,
         producer_partitioner=partition_for,
-        # A state carries its child rows (a few KiB): 16 KiB batches (the default) filled
-        # after a handful of records, and every send then waited for a broker round trip.
-        producer_max_batch_size=512 * 1024,
         processing_guarantee="at_least_once",
         web_enabled=True,
         web_host="127.0.0.1",
@@ -67,30 +67,60 @@ def build_pipeline(settings: Settings) -> Pipeline:
         key_serializer="raw",
         value_serializer="raw",
     )
-    topics = {
-        spec.name: app.topic(
-            spec.name,
-            key_type=bytes,
-            value_type=bytes,
-            key_serializer="raw",
-            value_serializer="raw",
-            partitions=settings.topic_partitions,
-        )
-        for spec in ALL_TOPICS
-    }
-    # Keys are eventIds (co-partitioned with the command topics); keys and values are
-    # JSON in the changelog (Faust's default for tables), values the event states.
+
+
+def build_pipeline(settings: Settings) -> Pipeline:
+    codecs = register_codecs(settings.schema_registry_url, settings.schema_compatibility)
+    app = build_app(settings)
+    # Keys are eventIds (co-partitioned with the command topics); keys and values are JSON
+    # in the changelog (Faust's default for tables), values the event states.
     events = app.tables.add(EventsTable(
-        app,
-        name=EVENTS_TABLE,
-        key_type=str,
-        partitions=settings.topic_partitions,
-        beacon=app.tables.beacon,
-    ))
-    outbox = Outbox(app, events, settings.worker_batch_commands, settings.worker_batch_seconds)
-    pipeline = Pipeline(settings, app, events, topics, codecs, outbox)
+        app, name=EVENTS_TABLE, key_type=str, partitions=settings.topic_partitions,
+        beacon=app.tables.beacon))
+    open_jobs = OpenJobs()
+    processor = CommandProcessor(settings, app, events, codecs, open_jobs)
+    # The command topics are subscribed (so the group assigns them with the table's
+    # partitions) but never streamed: their records go to the processor in batches, and it
+    # commits them itself (acks off, so Faust neither tracks nor commits them).
+    for spec in COMMAND_TOPICS:
+        app.topics.add(app.topic(spec.name, key_type=bytes, value_type=bytes,
+                                 key_serializer="raw", value_serializer="raw",
+                                 partitions=settings.topic_partitions, acks=False))
+    app.route_batches(frozenset(spec.name for spec in COMMAND_TOPICS), processor.handle,
+                      before_stop=processor.stop)
 
-    from streams.agents import install_agents  # agents need the pipeline they run in
+    @app.task
+    async def start_processor() -> None:
+        await processor.start()
 
-    install_agents(pipeline)
-    return pipeline
+    @app.on_partitions_revoked.connect
+    async def finish_batch(app: faust.App, revoked: set[TP], **_: object) -> None:
+        # The batch in hand is delivered and committed before its partitions move.
+        await processor.drain()
+        processor.on_revoked(revoked)
+
+    @events.on_recover
+    async def reindex_open_jobs() -> None:
+        # The table now holds this worker's partitions; the timer rebuilds the index on its
+        # next tick, outside Faust's recovery (a scan here held up the partitions' resume).
+        open_jobs.stale = True
+
+    timeout_ms = int(settings.job_timeout_seconds * 1000)
+
+    @app.timer(settings.job_timeout_check_seconds)
+    async def job_timer() -> None:
+        if open_jobs.stale:
+            open_jobs.rebuild(events.items())
+            log.info("%d events with unfinished jobs", len(open_jobs))
+        sent = await fail_overdue_jobs(open_jobs, events.read, codecs, processor.send_command,
+                                       timeout_ms)
+        if sent:
+            log.info("reported %d overdue jobs as failed", sent)
+
+    @app.page("/metrics")
+    class Metrics(View):
+        async def get(self, request: Request) -> Response:
+            # aiohttp takes the bare media type; Prometheus reads text format 0.0.4 by default.
+            return self.bytes(generate_latest(), content_type="text/plain")
+
+    return Pipeline(app, events, processor, codecs)

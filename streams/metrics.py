@@ -9,16 +9,23 @@ from typing import Any
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-__all__ = ["CONSUMER_LAG", "DEAD_LETTERS", "MESSAGES_IN", "MESSAGES_OUT", "PROCESSING_SECONDS",
-           "REJECTIONS", "SinkStats"]
+__all__ = ["BATCH_RECORDS", "BATCH_SECONDS", "CONSUMER_LAG", "DEAD_LETTERS", "FORWARDED",
+           "MESSAGES_IN", "MESSAGES_OUT", "REJECTIONS", "SinkStats"]
 
 MESSAGES_IN = Counter("eventpipe_messages_in_total", "Messages consumed", ["topic"])
 MESSAGES_OUT = Counter("eventpipe_messages_out_total", "Messages produced", ["topic"])
 REJECTIONS = Counter("eventpipe_rejections_total", "Commands rejected", ["code"])
 DEAD_LETTERS = Counter("eventpipe_dead_letters_total", "Messages sent to the DLQ", ["code"])
-PROCESSING_SECONDS = Histogram(
-    "eventpipe_processing_seconds", "Time to handle one message", ["topic"],
-    buckets=(0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0),
+FORWARDED = Counter("eventpipe_forwarded_total",
+                    "Commands found on another partition than their key's, forwarded there",
+                    ["topic"])
+BATCH_SECONDS = Histogram(
+    "eventpipe_batch_seconds", "Time to decide, deliver and commit one fetched batch",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+BATCH_RECORDS = Histogram(
+    "eventpipe_batch_records", "Command records in one fetched batch",
+    buckets=(1, 10, 100, 1000, 5000, 10000, 20000),
 )
 CONSUMER_LAG = Gauge("eventpipe_consumer_lag", "Messages behind the high watermark",
                      ["topic", "partition"])

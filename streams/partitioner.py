@@ -14,7 +14,7 @@ from functools import lru_cache
 
 from aiokafka.partitioner import murmur2
 
-__all__ = ["partition_for"]
+__all__ = ["partition_for", "partition_of"]
 
 _murmur2 = lru_cache(maxsize=1 << 16)(murmur2)
 
@@ -22,4 +22,9 @@ _murmur2 = lru_cache(maxsize=1 << 16)(murmur2)
 def partition_for(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
     if key is None:  # as aiokafka: any available partition
         return random.choice(available or all_partitions)
-    return all_partitions[(_murmur2(key) & 0x7FFFFFFF) % len(all_partitions)]
+    return all_partitions[partition_of(key, len(all_partitions))]
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition of `key` among `partitions`, as every producer of ours picks it."""
+    return (_murmur2(key) & 0x7FFFFFFF) % partitions

@@ -14,15 +14,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
 
 from streams import lifecycle
+from streams.codec import AvroCodec
 from streams.registry import record_namespace
 from streams.topics import IMAGE, RECOMMENDATION, TopicSpec
-
-if TYPE_CHECKING:
-    from streams.app import Pipeline
 
 __all__ = ["OpenJobs", "fail_overdue_jobs"]
 
@@ -69,14 +67,21 @@ class OpenJobs:
         return [event_id for event_id, since in self._since.items() if since <= cutoff_ms]
 
 
-async def fail_overdue_jobs(pipeline: Pipeline, timeout_ms: int) -> int:
-    """Report every job unfinished after `timeout_ms` as FAILED; returns how many."""
+async def fail_overdue_jobs(
+    open_jobs: OpenJobs,
+    read: Callable[[str], dict[str, Any] | None],
+    codecs: dict[str, AvroCodec],
+    send: Callable[[str, bytes, bytes], Awaitable[Any]],
+    timeout_ms: int,
+) -> int:
+    """Report every job unfinished after `timeout_ms` as FAILED through `send(topic, key,
+    value)`, reading states with `read`; returns how many."""
     now = time.time_ns() // 1_000_000
     sent = 0
-    for event_id in pipeline.open_jobs.requested_before(now - timeout_ms):
-        state = pipeline.events.read(event_id)
+    for event_id in open_jobs.requested_before(now - timeout_ms):
+        state = read(event_id)
         if state is None:  # its partition moved to another worker
-            pipeline.open_jobs.track(event_id, None)
+            open_jobs.track(event_id, None)
             continue
         for job in _unfinished(state):
             if now - job["createdAt"] < timeout_ms:
@@ -91,7 +96,6 @@ async def fail_overdue_jobs(pipeline: Pipeline, timeout_ms: int) -> int:
                             {"jobId": job["jobId"],
                              "error": f"TIMEOUT: not finished within {timeout_ms // 1000} s"}),
             }
-            await pipeline.topic(spec).send(key=event_id.encode(),
-                                            value=pipeline.codec(spec).encode(envelope))
+            await send(spec.name, event_id.encode(), codecs[spec.name].encode(envelope))
             sent += 1
     return sent

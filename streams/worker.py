@@ -52,7 +52,7 @@ def run_worker(settings: Settings, loglevel: str = "info") -> None:
     stats = SinkStats()
     stats.expose()
     if settings.worker_projector == "task":
-        projector = Projector(settings, pipeline.codec(OUTCOME), stats)
+        projector = Projector(settings, pipeline.codecs[OUTCOME.name], stats)
 
         @pipeline.app.task
         async def project() -> None:

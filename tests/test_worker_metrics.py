@@ -36,5 +36,6 @@ def test_metrics_count_messages_rejections_and_sink_writes(topics: Topics,
     assert grew("eventpipe_messages_out_total", topic="event.outcome.v1") >= 2
     assert grew("eventpipe_rejections_total", code="EVENT_005") >= 1
     assert grew("eventpipe_sink_records_total", store="postgres") >= 1
-    assert grew("eventpipe_processing_seconds_count", topic=PURPOSE.name) >= 2
+    assert grew("eventpipe_batch_seconds_count") >= 1
+    assert grew("eventpipe_batch_records_sum") >= 2
     assert after[("eventpipe_sink_down", (("store", "redis"),))] == 0

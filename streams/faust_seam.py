@@ -1,0 +1,105 @@
+"""The one place that reaches into faust-streaming's (and aiokafka's) internals.
+
+The worker keeps Faust for the app, the changelog-backed table, recovery, standbys, the
+consumer group and its rebalances, timers and the web port, but takes the command topics'
+records off Faust's consumer as the batches aiokafka fetched, before Faust's per-record path
+(conductor, Event, stream, ack) sees them. Each private use below names the public behaviour
+it stands for; `tests/test_faust_seam.py` checks every one against the installed Faust, so an
+upgrade that renames or reshapes them fails there first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+import faust
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+__all__ = ["BatchHandler", "PipelineApp", "commit_offsets"]
+
+# Called with the command topics' records of one fetch, {tp: [aiokafka ConsumerRecord]}.
+BatchHandler = Callable[[dict[TP, list[Any]]], Awaitable[None]]
+
+
+class BatchConsumer(faust_aiokafka.Consumer):
+    """Faust's aiokafka consumer, handing the command topics' records to a batch handler.
+
+    Private: `Consumer._wait_next_records`, the one call of Faust's fetch loop that returns
+    what aiokafka's `getmany` fetched, `{tp: [records]}`, before Faust turns each record
+    into a message for its streams. The command topics' records are taken out here and the
+    rest (changelog records of standby partitions) go on through Faust as before.
+    """
+
+    async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:  # noqa: ASYNC109
+        generation = self.app.consumer_generation_id
+        records, active = await super()._wait_next_records(timeout)
+        app = self.app
+        router = getattr(app, "batch_topics", None)
+        if not records or router is None:
+            return records, active
+        batch = {tp: rs for tp, rs in records.items() if tp.topic in router}
+        if batch:
+            records = {tp: rs for tp, rs in records.items() if tp.topic not in router}
+            if generation == app.consumer_generation_id and self.flow_active:
+                await app.batch_handler(batch)
+            else:
+                # Fetched before a rebalance: Faust seeks every partition it keeps back to
+                # its committed offset, and the batch handler commits each batch it handles,
+                # so these records come again from the next fetch.
+                self.log.info("a rebalance began during the fetch; %d command records will"
+                              " be read again", sum(map(len, batch.values())))
+        return records, active
+
+
+class BatchTransport(faust_aiokafka.Transport):
+    Consumer = BatchConsumer
+
+
+class PipelineApp(faust.App):
+    """A Faust app whose consumer hands `batch_topics`' records to `batch_handler`.
+
+    Private: `App._new_transport`, the factory Faust calls once for its consumer transport
+    (the public `broker` URL picks the driver class and has no way to name a subclass).
+    """
+
+    batch_topics: frozenset[str] | None = None
+    batch_handler: BatchHandler
+    before_stop: Callable[[], Awaitable[None]] | None = None
+
+    def route_batches(self, topics: frozenset[str], handler: BatchHandler,
+                      before_stop: Callable[[], Awaitable[None]]) -> None:
+        """Hand `topics`' fetched records to `handler`; `before_stop` runs first when the
+        app stops, while the consumer can still commit."""
+        self.batch_topics = topics
+        self.batch_handler = handler
+        self.before_stop = before_stop
+
+    async def on_stop(self) -> None:
+        if self.before_stop is not None:
+            await self.before_stop()
+        await super().on_stop()
+
+    def _new_transport(self) -> Any:
+        return BatchTransport(self.conf.broker_consumer, self)
+
+
+async def commit_offsets(app: faust.App, offsets: Mapping[TP, int]) -> bool:
+    """Commit `offsets` for the app's consumer group now; False if the group refused (a
+    rebalance took the partitions: their records are read again by the next owner).
+
+    Private: `Consumer._commit`, the driver's commit through the consumer thread, the same
+    call Faust's own commit ends in once it has picked offsets from its acks; and
+    `Consumer._committed_offset`, Faust's record of what was committed, read by its seeks
+    and its commit checks.
+    """
+    assigned = app.consumer.assignment()
+    offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
+    if not offsets:
+        return False
+    consumer = app.consumer
+    done = await consumer._commit(offsets)
+    if done:
+        consumer._committed_offset.update(offsets)
+    return bool(done)

@@ -1,0 +1,368 @@
+"""The command processor: one writer per event, batches end to end.
+
+Faust's consumer hands it each fetch of the four command topics (streams/faust_seam.py).
+They are co-partitioned by eventId, so partition p of every command topic, of the `events`
+table and of its changelog has this one loop as its only writer: no lock, no reordering
+between topics. A batch is decided in order per partition (`lifecycle.apply`), then
+delivered by the commit protocol in topology.md ("Delivery guarantee"):
+
+1. facts, dead letters and forwarded commands are sent, and the broker has them;
+2. each event's newest state is sent to the changelog once, and the broker has it;
+3. those states are written to the local store (with their changelog offsets);
+4. the outcomes are sent, and the broker has them;
+5. the batch's offsets are committed.
+
+A crash anywhere replays the batch: a command whose state reached the changelog is then a
+duplicate by commandId and re-announces only its outcome, whose facts went out before it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from operator import attrgetter
+from typing import Any
+
+import faust
+from aiokafka import AIOKafkaProducer
+from faust.types import TP
+from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
+
+from eventpipe.settings import Settings
+from streams import lifecycle, metrics
+from streams.codec import AvroCodec, DecodeError, RegistryUnavailable
+from streams.envelope import FACT_TOPICS, fact_record, has_nul, outcome_record, to_command
+from streams.faust_seam import commit_offsets
+from streams.lifecycle import Command, Inapplicable
+from streams.partitioner import partition_of
+from streams.table import ChangelogRecord, ChangelogWrite, EventsTable
+from streams.timeouts import OpenJobs
+from streams.topics import COMMAND_TOPICS, DLQ, OUTCOME
+
+__all__ = ["MAX_COMMAND_BYTES", "CommandProcessor"]
+
+log = logging.getLogger(__name__)
+
+# A command is a few KB at most (a job's results): a bigger one is poison. The DLQ keeps at
+# most this much of a message, so its record stays under the producer's 1 MB request limit.
+MAX_COMMAND_BYTES = 256 * 1024
+MAX_KEY_BYTES = 1024  # keys are eventIds (36 bytes)
+_timestamp = attrgetter("timestamp")
+
+
+class DeadLetter(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class Batch:
+    """What one fetch decided, by (topic, partition), in decision order."""
+
+    announce: dict[tuple[str, int], list[tuple[bytes | None, bytes]]] = field(
+        default_factory=lambda: defaultdict(list))  # facts, dead letters, forwards
+    states: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    outcomes: dict[int, list[tuple[bytes, bytes]]] = field(
+        default_factory=lambda: defaultdict(list))
+    ends: dict[TP, int] = field(default_factory=dict)  # the offset to commit per partition
+    records: int = 0
+
+
+class CommandProcessor:
+    def __init__(self, settings: Settings, app: faust.App, events: EventsTable,
+                 codecs: dict[str, AvroCodec], open_jobs: OpenJobs) -> None:
+        self.settings = settings
+        self.app = app
+        self.events = events
+        self.codecs = codecs
+        self.open_jobs = open_jobs
+        self.producer: AIOKafkaProducer | None = None
+        self._started = asyncio.Event()
+        self._current: asyncio.Future[None] | None = None
+        self._closing = False
+        self._next: dict[TP, int] = {}  # per partition, the offset after the last handled
+        self._partitions: dict[str, int] = {}
+        self._codec_out = {name: codecs[name] for name in (OUTCOME.name, DLQ.name)}
+        # Label lookups once, not per message.
+        self._in = {s.name: metrics.MESSAGES_IN.labels(s.name) for s in COMMAND_TOPICS}
+        self._out = {s.name: metrics.MESSAGES_OUT.labels(s.name)
+                     for s in (*FACT_TOPICS.values(), OUTCOME, DLQ, *COMMAND_TOPICS)}
+        self._lag: dict[TP, Any] = {}
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            acks="all",
+            linger_ms=0,
+            # A batch of states (a few KiB each, with their child rows) in few requests.
+            max_batch_size=1024 * 1024,
+            max_request_size=4 * 1024 * 1024,
+            enable_idempotence=False,
+        )
+        await self.producer.start()
+        self._started.set()
+
+    async def stop(self) -> None:
+        self._closing = True
+        await self.drain()
+        if self.producer is not None:
+            await self.producer.stop()
+
+    async def send_command(self, topic: str, key: bytes, value: bytes) -> None:
+        """Produce a command of our own (the job timer's) and wait for the broker."""
+        await self._started.wait()
+        assert self.producer is not None
+        await self.producer.send_and_wait(topic, value, key=key)
+        self._out[topic].inc()
+
+    async def drain(self) -> None:
+        """Wait for the batch in hand (a rebalance calls this before partitions move)."""
+        if self._current is not None and not self._current.done():
+            await asyncio.wait([self._current])
+
+    def on_revoked(self, revoked: set[TP]) -> None:
+        for tp in revoked:
+            self._next.pop(tp, None)
+
+    async def handle(self, records: dict[TP, list[Any]]) -> None:
+        """One fetch, from the seam. Shielded: Faust cancels its fetcher at a rebalance or
+        a stop, and a batch stops only between its steps' deliveries, never halfway."""
+        await self.drain()
+        await self._started.wait()
+        if self._closing:
+            return  # not committed: read again by the next run
+        self._current = asyncio.ensure_future(self._process(records))
+        await asyncio.shield(self._current)
+
+    # ------------------------------------------------------------ deciding
+
+    async def _process(self, fetched: dict[TP, list[Any]]) -> None:
+        started = time.perf_counter()
+        batch = Batch()
+        by_partition: dict[int, list[list[Any]]] = defaultdict(list)
+        for tp, records in fetched.items():
+            first = self._next.get(tp)
+            if first is not None and records[0].offset < first:
+                records = [r for r in records if r.offset >= first]  # read again after a seek
+            if records:
+                by_partition[tp.partition].append(records)
+                batch.ends[tp] = records[-1].offset + 1
+                self._in[tp.topic].inc(len(records))
+                batch.records += len(records)
+        for lists in by_partition.values():
+            # Across topics, in the order they were produced; within one, in offset order.
+            ordered = lists[0] if len(lists) == 1 else heapq.merge(*lists, key=_timestamp)
+            for record in ordered:
+                await self._decide(record, batch)
+        if not batch.ends:
+            return
+        await self._deliver(batch)
+        await commit_offsets(self.app, batch.ends)
+        self._next.update(batch.ends)
+        self._observe(batch, time.perf_counter() - started)
+
+    async def _decide(self, record: Any, batch: Batch) -> None:
+        try:
+            try:
+                command = self._command(record)
+            except RegistryUnavailable:
+                command = await self._command_once_registry_answers(record)
+            if command is None:
+                self._forward(record, batch)
+                return
+            staged = batch.states.get(command.event_id)
+            state = staged[1] if staged is not None else self.events.read(command.event_id)
+            decision = self._apply(state, command)
+        except DeadLetter as exc:
+            self._dead_letter(record, exc.code, exc.message, batch)
+            return
+        key = record.key
+        partition = record.partition
+        if decision.changed and decision.state is not None:
+            batch.states[command.event_id] = (partition, decision.state)
+        if not decision.duplicate:
+            for fact in decision.facts:
+                spec, value = fact_record(fact, command.command_id)
+                batch.announce[spec.name, partition].append(
+                    (key, self.codecs[spec.name].encode(value)))
+        if decision.code is not None:
+            metrics.REJECTIONS.labels(decision.code.value).inc()
+        batch.outcomes[partition].append(
+            (key, self._codec_out[OUTCOME.name].encode(outcome_record(command, decision,
+                                                                      _now_ms()))))
+
+    def _command(self, record: Any) -> Command | None:
+        """The record as a command; None when it sits on another partition than its key's
+        (a producer with another partitioner): it is forwarded there."""
+        key, value = record.key, record.value
+        if not key:
+            raise DeadLetter("NULL_KEY", "message has no key; commands are keyed by eventId")
+        if len(key) > MAX_KEY_BYTES or len(value or b"") > MAX_COMMAND_BYTES:
+            raise DeadLetter("TOO_LARGE", f"key {len(key)} bytes, value {len(value or b'')}"
+                             f" bytes; a command is at most {MAX_COMMAND_BYTES} bytes")
+        try:
+            decoded = self.codecs[record.topic].read(value)
+        except DecodeError as exc:
+            raise DeadLetter(exc.code, exc.message) from exc
+        try:
+            command = to_command(decoded)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise DeadLetter("DECODE_ERROR", f"not a command envelope: {exc}") from exc
+        if key.decode("utf-8", "replace") != command.event_id:
+            raise DeadLetter("KEY_MISMATCH", f"key {key!r} is not eventId {command.event_id}")
+        if has_nul(command.payload):
+            # Such a state would stop the projector: PostgreSQL text cannot hold NUL.
+            raise DeadLetter("INVALID_TEXT", "a text field holds a NUL character")
+        if partition_of(key, self._partition_count(record.topic)) != record.partition:
+            return None
+        return command
+
+    async def _command_once_registry_answers(self, record: Any) -> Command | None:
+        # A writer schema not seen yet and the registry away: wait it out, never dead-letter.
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(RegistryUnavailable),
+            wait=wait_exponential(multiplier=0.2, max=10),
+            before_sleep=lambda s: log.warning("registry unavailable, retrying: %s",
+                                               s.outcome.exception() if s.outcome else ""),
+        ):
+            with attempt:
+                return self._command(record)
+        return None  # not reached: the retry never gives up
+
+    def _apply(self, state: dict[str, Any] | None, command: Command) -> lifecycle.Decision:
+        try:
+            return lifecycle.apply(state, command)
+        except Inapplicable as exc:
+            raise DeadLetter(exc.code, exc.message) from exc
+        except Exception as exc:  # a rule that cannot apply must not stall the partition
+            log.exception("cannot apply %s %s", command.type, command.command_id)
+            raise DeadLetter("APPLY_ERROR", f"{type(exc).__name__}: {exc}") from exc
+
+    def _partition_count(self, topic: str) -> int:
+        count = self._partitions.get(topic)
+        if count is None:
+            count = self.app.consumer.topic_partitions(topic) or self.settings.topic_partitions
+            self._partitions[topic] = count
+        return count
+
+    def _forward(self, record: Any, batch: Batch) -> None:
+        right = partition_of(record.key, self._partition_count(record.topic))
+        log.warning("%s[%s]@%s: key %r belongs on partition %s (its producer does not hash"
+                    " keys with murmur2); forwarded there", record.topic, record.partition,
+                    record.offset, record.key, right)
+        metrics.FORWARDED.labels(record.topic).inc()
+        batch.announce[record.topic, right].append((record.key, record.value))
+
+    def _dead_letter(self, record: Any, code: str, reason: str, batch: Batch) -> None:
+        log.warning("dead letter %s[%s]@%s: %s %s", record.topic, record.partition,
+                    record.offset, code, reason)
+        metrics.DEAD_LETTERS.labels(code).inc()
+        key, value = record.key, record.value
+        if len(key or b"") > MAX_KEY_BYTES or len(value or b"") > MAX_COMMAND_BYTES:
+            reason += (f" (DLQ keeps the first {MAX_KEY_BYTES} bytes of the key and"
+                       f" {MAX_COMMAND_BYTES} of the value; they had {len(key or b'')} and"
+                       f" {len(value or b'')})")
+            key = key[:MAX_KEY_BYTES] if key is not None else None
+            value = value[:MAX_COMMAND_BYTES] if value is not None else None
+        batch.announce[DLQ.name, record.partition].append((key, self._codec_out[DLQ.name].encode({
+            "topic": record.topic,
+            "partition": record.partition,
+            "offset": record.offset,
+            "key": key,
+            "value": value,
+            "errorCode": code,
+            "errorMessage": reason,
+            "failedAt": _now_ms(),
+        })))
+
+    # ------------------------------------------------------------ delivering
+
+    async def _deliver(self, batch: Batch) -> None:
+        # 1. What the states will imply downstream goes first: a replay after a crash
+        #    between here and the states re-decides (and re-sends) it.
+        await self._delivered([await self._send(topic, partition, records)
+                               for (topic, partition), records in batch.announce.items()])
+        # 2. + 3. The newest state per event, once; the store only once the broker has it.
+        if batch.states:
+            changelog = self.events.changelog_topic.get_topic_name()
+            by_partition: dict[int, list[tuple[str, dict[str, Any], bytes, bytes]]] = \
+                defaultdict(list)
+            for event_id, (partition, state) in batch.states.items():
+                by_partition[partition].append((event_id, state,
+                                                *self.events.encode(event_id, state)))
+            sent = [(partition, entries, await self._send(
+                changelog, partition, [(k, v) for _, _, k, v in entries]))
+                for partition, entries in by_partition.items()]
+            writes: list[ChangelogWrite] = []
+            for partition, entries, futures in sent:
+                offsets = await self._offsets(futures)
+                writes.extend(
+                    ChangelogWrite(event_id, state,
+                                   ChangelogRecord(changelog, partition, offset, k, v))
+                    for (event_id, state, k, v), offset in zip(entries, offsets, strict=True))
+            self.events.write_delivered(writes)
+            for write in writes:
+                self.open_jobs.track(write.key, write.value)
+        # 4. The outcomes, once the states they name are in the changelog.
+        await self._delivered([await self._send(OUTCOME.name, partition, records)
+                               for partition, records in batch.outcomes.items()])
+        for (topic, _), records in batch.announce.items():
+            self._out[topic].inc(len(records))
+        self._out[OUTCOME.name].inc(sum(map(len, batch.outcomes.values())))
+
+    async def _send(self, topic: str, partition: int,
+                    records: list[tuple[bytes | None, bytes]]
+                    ) -> list[tuple[int, asyncio.Future[Any]]]:
+        """Hand records to the producer in as few batches as fit; [(count, delivery)]."""
+        assert self.producer is not None
+        sent: list[tuple[int, asyncio.Future[Any]]] = []
+        builder, count = self.producer.create_batch(), 0
+        for key, value in records:
+            while builder.append(key=key, value=value, timestamp=None) is None:
+                if not count:
+                    raise ValueError(f"a record of {len(value)} bytes does not fit a batch")
+                sent.append((count, await self.producer.send_batch(builder, topic,
+                                                                   partition=partition)))
+                builder, count = self.producer.create_batch(), 0
+            count += 1
+        if count:
+            sent.append((count, await self.producer.send_batch(builder, topic,
+                                                               partition=partition)))
+        return sent
+
+    @staticmethod
+    async def _delivered(sent: list[list[tuple[int, asyncio.Future[Any]]]]) -> None:
+        futures = [future for batches in sent for _, future in batches]
+        if futures:
+            await asyncio.gather(*futures)
+
+    @staticmethod
+    async def _offsets(sent: list[tuple[int, asyncio.Future[Any]]]) -> list[int]:
+        offsets: list[int] = []
+        for count, future in sent:
+            base = (await future).offset
+            offsets.extend(range(base, base + count))
+        return offsets
+
+    def _observe(self, batch: Batch, seconds: float) -> None:
+        metrics.BATCH_SECONDS.observe(seconds)
+        metrics.BATCH_RECORDS.observe(batch.records)
+        consumer = self.app.consumer
+        for tp, end in batch.ends.items():
+            highwater = consumer.highwater(tp)
+            gauge = self._lag.get(tp)
+            if gauge is None:
+                gauge = self._lag[tp] = metrics.CONSUMER_LAG.labels(tp.topic, tp.partition)
+            gauge.set(max(0, (highwater or end) - end))
