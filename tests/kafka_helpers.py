@@ -60,3 +60,33 @@ def read_avro(settings: Settings, topic: str, since_ms: int,
         return found
     finally:
         consumer.close()
+
+
+def read_to_end(settings: Settings, topic: str, since_ms: int,
+                timeout: float = 60.0) -> list[tuple[int, bytes | None, bytes | None]]:
+    """Every record of `topic` written since `since_ms`, as (partition, key, value), read up
+    to the end offsets the topic had when called: nothing written before is missed, however
+    slow the broker is to hand it over."""
+    consumer = _consumer(settings)
+    found: list[tuple[int, bytes | None, bytes | None]] = []
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+                for p in meta.partitions}
+        starts = consumer.offsets_for_times(
+            [TopicPartition(topic, p, since_ms) for p in meta.partitions], timeout=10)
+        todo = {tp.partition for tp in starts if 0 <= tp.offset < ends[tp.partition]}
+        consumer.assign([tp for tp in starts if tp.partition in todo])
+        deadline = time.monotonic() + timeout
+        while todo:
+            assert time.monotonic() < deadline, f"{topic}: end offsets {ends} not reached"
+            msg = consumer.poll(0.5)
+            if msg is None or msg.error():
+                continue
+            if msg.offset() < ends[msg.partition()]:
+                found.append((msg.partition(), msg.key(), msg.value()))
+            if msg.offset() + 1 >= ends[msg.partition()]:
+                todo.discard(msg.partition())
+        return found
+    finally:
+        consumer.close()

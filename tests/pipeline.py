@@ -89,15 +89,16 @@ class Topics:
         return None if found is None else int(found)
 
 
-def applied_when_settled(conn: psycopg.Connection, user: str, events: int,
-                          quiet_seconds: float = 60.0, limit_seconds: float = 600.0) -> int:
-    """Events at their last version once all are, or once no more came for a while."""
+def settled(conn: psycopg.Connection, sql: str, args: tuple[Any, ...], expected: int,
+            quiet_seconds: float = 60.0, limit_seconds: float = 600.0) -> int:
+    """The count `sql` gives once it is `expected`, or once it stopped changing for a while.
+    A wait ends on what the test then asserts, never on a neighbour's progress (the states
+    settle before their outcomes are projected)."""
     done, last_change = -1, time.monotonic()
     deadline = time.monotonic() + limit_seconds  # a bound on waiting, not a speed test
     while time.monotonic() < deadline:
-        now = conn.execute("SELECT count(*) FROM events WHERE user_id = %s AND version = 4",
-                           (user,)).fetchone()[0]
-        if now == events:
+        now = conn.execute(sql, args).fetchone()[0]
+        if now == expected:
             return now
         if now != done:
             done, last_change = now, time.monotonic()
@@ -105,3 +106,15 @@ def applied_when_settled(conn: psycopg.Connection, user: str, events: int,
             break
         time.sleep(1)
     return done
+
+
+def applied_when_settled(conn: psycopg.Connection, user: str, events: int) -> int:
+    """Events at their last version (4) once all are, or once no more came for a while."""
+    return settled(conn, "SELECT count(*) FROM events WHERE user_id = %s AND version = 4",
+                   (user,), events)
+
+
+def outcomes_when_settled(conn: psycopg.Connection, user: str, commands: int) -> int:
+    """The user's projected outcomes once all `commands` are, or once no more came."""
+    return settled(conn, "SELECT count(*) FROM command_outcomes WHERE user_id = %s", (user,),
+                   commands)

@@ -25,7 +25,7 @@ from eventpipe.settings import Settings
 from streams.registry import record_namespace
 from streams.topics import PURPOSE
 from tests.conftest import ROOT, Process
-from tests.pipeline import Topics, java_partitioned
+from tests.pipeline import Topics, java_partitioned, outcomes_when_settled
 from tests.test_lifecycle_topics import STORE
 from tests.test_projections import eventpipe
 
@@ -159,6 +159,7 @@ def test_a_broker_restart_mid_stream_loses_nothing_and_doubles_nothing(
                 " + (SELECT count(*) FROM events WHERE user_id = %s)", (user, api_user),
                 ).fetchone()[0] < EVENTS + sum(a.status in (201, 202) for a in answers):
             time.sleep(1)
+        outcomes_when_settled(conn, user, len(commands))
         rows = conn.execute("SELECT event_name, version, count(*) FROM events"
                             " WHERE user_id = %s GROUP BY 1, 2", (user,)).fetchall()
         outcomes = conn.execute("SELECT count(*), count(DISTINCT command_id)"

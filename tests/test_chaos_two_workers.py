@@ -6,20 +6,25 @@ processing goes on, and every command is applied once.
 
 from __future__ import annotations
 
+import json
 import re
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 
 import psycopg
 import pytest
+from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
 from eventpipe.settings import Settings
 from streams.admin import EVENTS_TABLE
-from streams.topics import PURPOSE, changelog_topic
+from streams.partitioner import partition_of
+from streams.topics import DLQ, PURPOSE, changelog_topic
 from tests.conftest import STACK, WORKER_READY, Process, _free_port, _wait
-from tests.pipeline import Topics, applied_when_settled
+from tests.kafka_helpers import read_to_end
+from tests.pipeline import Topics, applied_when_settled, outcomes_when_settled
 from tests.test_lifecycle_topics import STORE
 from tests.test_projections import eventpipe
 
@@ -112,6 +117,7 @@ def test_kill_9_of_one_of_two_workers_moves_its_partitions_to_the_other(
         _wait("the survivor with every partition", survivor_has_all, 120, worker.proc,
               worker.log)
         applied_when_settled(conn, user, EVENTS)
+        outcomes_when_settled(conn, user, len(commands))
         rows = conn.execute("SELECT event_name, version, count(*) FROM events"
                             " WHERE user_id = %s GROUP BY 1, 2", (user,)).fetchall()
         outcomes = conn.execute("SELECT count(*), count(DISTINCT command_id)"
@@ -125,3 +131,60 @@ def test_kill_9_of_one_of_two_workers_moves_its_partitions_to_the_other(
     check = eventpipe("projections", "check")
     assert check.returncode == 0, check.stdout[-3000:]
     assert check.stdout.strip().endswith("0 differences")
+
+
+def _crc32_misplaced_event_id() -> str:
+    """An eventId that librdkafka's default partitioner (CRC32) puts on another partition
+    than murmur2, the pipeline's, does."""
+    while True:
+        event_id = str(uuid.uuid4())
+        key = event_id.encode()
+        if zlib.crc32(key) % 3 != partition_of(key, 3):
+            return event_id
+
+
+@pytest.mark.chaos
+@pytest.mark.timeout(600)
+def test_a_command_on_the_wrong_partition_is_forwarded_and_never_splits_its_event(
+        topics: Topics, settings: Settings, worker: Process,
+        standby_workers: Process) -> None:
+    second = standby_workers
+    _wait("both workers with partitions",
+          lambda: all(_actives(a) for a in _assignment(settings).values())
+          and len(_assignment(settings)) == 2, 120, worker.proc, worker.log)
+    since = int(time.time() * 1000) - 1000
+    user, event_id = str(uuid.uuid4()), _crc32_misplaced_event_id()
+    right = partition_of(event_id.encode(), 3)
+    crc32 = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all"})
+    landed: list[int] = []
+    update = {"eventName": "잘못된 파티션", "description": None, "startDate": None,
+              "endDate": None, "channels": None}
+    ids = []
+    for command_type, payload in (("PurposeSelected", STORE), ("DraftUpdated", update)):
+        command_id = str(uuid.uuid4())
+        ids.append(command_id)
+        crc32.produce(PURPOSE.name, key=event_id.encode(), value=topics.codecs[PURPOSE.name]
+                      .encode({"commandId": command_id, "eventId": event_id, "userId": user,
+                               "occurredAt": int(time.time() * 1000),
+                               "payload": (f"eventpipe.purpose.{command_type}", payload)}),
+                      on_delivery=lambda err, msg: landed.append(msg.partition()))
+        crc32.flush(10)
+        # Each decided in turn, by whichever worker owns the event's partition.
+        assert topics.outcome(command_id)["status"] == "ACCEPTED"
+    assert landed and set(landed) != {right}  # the producer did put them elsewhere
+    assert topics.event(event_id)["eventName"] == "잘못된 파티션"
+
+    changelog = changelog_topic(settings.app_id, EVENTS_TABLE)
+    states = [(p, json.loads(v)) for p, k, v in read_to_end(settings, changelog, since)
+              if k == json.dumps(event_id).encode()]
+    # One event, one changelog partition: the one its key hashes to, for either worker.
+    assert {p for p, _ in states} == {right}
+    assert [s["version"] for _, s in states] == [1, 2]
+    assert not [v for _, k, v in read_to_end(settings, DLQ.name, since)
+                if k == event_id.encode()]
+    for proc in (worker, second):
+        text = proc.log.read_text(errors="replace")
+        if f"key {event_id.encode()!r} belongs on partition {right}" in text:
+            break
+    else:
+        raise AssertionError("no worker says it forwarded the misplaced commands")

@@ -16,7 +16,7 @@ import pytest
 from eventpipe.settings import Settings
 from streams.topics import PURPOSE
 from tests.conftest import ROOT
-from tests.pipeline import Topics, applied_when_settled
+from tests.pipeline import Topics, applied_when_settled, outcomes_when_settled
 from tests.test_api import PURPOSE_BODY, until
 from tests.test_lifecycle_topics import STORE
 from tests.test_projections import eventpipe
@@ -115,6 +115,7 @@ def test_kill_9_of_the_worker_in_the_middle_of_20000_commands(
             time.sleep(0.2)
         worker.restart(WORKER_READY, sig_kill=True)
         applied_when_settled(conn, user, len(event_ids))
+        outcomes_when_settled(conn, user, len(commands))
         rows = conn.execute("SELECT event_name, version, count(*) FROM events"
                             " WHERE user_id = %s GROUP BY 1, 2", (user,)).fetchall()
         outcomes = conn.execute(
