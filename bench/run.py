@@ -35,7 +35,7 @@ class Options:
     query_rate: int = int(os.environ.get("BENCH_QUERY_RATE", 1000))
     recovery_events: int = int(os.environ.get("BENCH_RECOVERY_EVENTS", 200_000))
     only: tuple[str, ...] = ()  # throughput, latency, recovery; empty: all
-    # one, task, two, quix, ceiling; empty: all (a subset is for quick comparisons)
+    # one, task, two, quix, ceiling, faust; empty: all (a subset is for quick comparisons)
     systems: tuple[str, ...] = tuple(s for s in os.environ.get("BENCH_SYSTEMS", "").split(",")
                                      if s)
 
@@ -69,6 +69,7 @@ def throughput(opts: Options, results: Results) -> None:
         "two": lambda: FaustRun(Isolated("two", 2, 6376, extra), workers=2),
         "quix": lambda: QuixRun(Isolated("quix", 3, 6386, extra)),
         "ceiling": CeilingRun,
+        "faust": lambda: CeilingRun("bench.faust_noop", "a Faust agent that does nothing"),
     }
     for name, make in every.items():
         if opts.systems and name not in opts.systems:

@@ -200,14 +200,18 @@ class QuixRun(ProjectedRun):
 
 
 class CeilingRun:
-    """The bare aiokafka consume-and-decode loop (`bench.ceiling`)."""
+    """A reading loop that does no work of ours: the bare aiokafka consume-and-decode loop
+    (`bench.ceiling`), or a Faust agent that does nothing (`bench.faust_noop`)."""
 
-    def __init__(self) -> None:
-        self.result = SystemResult("aiokafka consume + decode only")
+    def __init__(self, module: str = "bench.ceiling",
+                 name: str = "aiokafka consume + decode only") -> None:
+        self.module = module
+        self.group = module.replace(".", "-")
+        self.result = SystemResult(name)
 
     def run_phase(self, commands: int, expected_total: int, since: datetime) -> PhaseTime:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        out = subprocess.run([sys.executable, "-m", "bench.ceiling", "bench-ceiling",
+        out = subprocess.run([sys.executable, "-m", self.module, self.group,
                               str(commands)], env=env, cwd=ROOT, capture_output=True,
                              text=True, check=True, timeout=PHASE_TIMEOUT)
         found = json.loads(out.stdout.strip().splitlines()[-1])
