@@ -206,7 +206,7 @@ class Projector:
             batch.add_state(orjson.loads(record.value))
             return
         try:
-            batch.outcomes.append(_outcome_record(self.outcome_codec.decode(record.value)))
+            batch.outcomes.append(_outcome_record(self.outcome_codec.read(record.value)))
         except DecodeError as exc:
             # Only our own agents write this topic; a bad record is a bug to see, not to stall on.
             log.error("undecodable outcome at %s[%s]@%s: %s",

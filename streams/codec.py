@@ -48,22 +48,42 @@ def _uuid_check(schema: Any) -> Check | None:
             if isinstance(value, tuple):
                 check = branches.get(value[0].rsplit(".", 1)[-1])
                 return check is None or check(value[1])
-            return value is None or all(c(value) for c in plain)
+            if value is None:
+                return True
+            for check in plain:
+                if not check(value):
+                    return False
+            return True
         return union
     if not isinstance(schema, dict):
         return None
     kind = schema.get("type")
     if schema.get("logicalType") == "uuid":
-        return lambda value: isinstance(value, str) and _UUID.match(value) is not None
+        match = _UUID.match
+        return lambda value: value.__class__ is str and match(value) is not None
     if kind == "record":
         fields = [(f["name"], c) for f in schema["fields"]
                   if (c := _uuid_check(f["type"])) is not None]
         if not fields:
             return None
-        return lambda value: all(c(value[name]) for name, c in fields)
+
+        def record(value: Any) -> bool:
+            for name, check in fields:
+                if not check(value[name]):
+                    return False
+            return True
+        return record
     if kind == "array":
         item = _uuid_check(schema["items"])
-        return None if item is None else lambda value: all(item(v) for v in value)
+        if item is None:
+            return None
+
+        def array(values: Any) -> bool:
+            for value in values:
+                if not item(value):
+                    return False
+            return True
+        return array
     if isinstance(kind, (dict, list)):
         return _uuid_check(kind)
     return None
@@ -102,14 +122,23 @@ class AvroCodec:
         self._reader = parse_schema(schema)
         self._plain_reader = parse_schema(_without_logical_types(schema))
         self._uuids = _uuid_check(schema)
+        self._header = _HEADER.pack(_MAGIC, schema_id)
         # schema id -> (writer schema, the same without logical types)
         self._writers: dict[int, tuple[Any, Any]] = {
             schema_id: (self._reader, self._plain_reader)}
 
     def encode(self, record: dict[str, Any]) -> bytes:
-        buf = io.BytesIO()
-        buf.write(_HEADER.pack(_MAGIC, self.schema_id))
-        schemaless_writer(buf, self._reader, record)
+        return self._encode(record, self._reader)
+
+    def write(self, record: dict[str, Any]) -> bytes:
+        """As `encode`, for a record whose uuids are strings and timestamps epoch millis (as
+        `read` gives them): the same bytes, without the logical types' conversions."""
+        return self._encode(record, self._plain_reader)
+
+    def _encode(self, record: dict[str, Any], schema: Any) -> bytes:
+        buf = io.BytesIO(self._header)
+        buf.seek(_HEADER.size)
+        schemaless_writer(buf, schema, record)
         return buf.getvalue()
 
     def decode(self, data: bytes | None) -> dict[str, Any]:

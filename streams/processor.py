@@ -196,11 +196,11 @@ class CommandProcessor:
             for fact in decision.facts:
                 spec, value = fact_record(fact, command.command_id)
                 batch.announce[spec.name, partition].append(
-                    (key, self.codecs[spec.name].encode(value)))
+                    (key, self.codecs[spec.name].write(value)))
         if decision.code is not None:
             metrics.REJECTIONS.labels(decision.code.value).inc()
         batch.outcomes[partition].append(
-            (key, self._codec_out[OUTCOME.name].encode(outcome_record(command, decision,
+            (key, self._codec_out[OUTCOME.name].write(outcome_record(command, decision,
                                                                       _now_ms()))))
 
     def _command(self, record: Any) -> Command | None:
@@ -276,7 +276,7 @@ class CommandProcessor:
                        f" {len(value or b'')})")
             key = key[:MAX_KEY_BYTES] if key is not None else None
             value = value[:MAX_COMMAND_BYTES] if value is not None else None
-        batch.announce[DLQ.name, record.partition].append((key, self._codec_out[DLQ.name].encode({
+        batch.announce[DLQ.name, record.partition].append((key, self._codec_out[DLQ.name].write({
             "topic": record.topic,
             "partition": record.partition,
             "offset": record.offset,

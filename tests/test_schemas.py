@@ -15,6 +15,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from eventpipe.settings import Settings
+from streams.codec import DecodeError
 from streams.registry import local_schema, local_schema_str, registry_client
 from streams.topics import PURPOSE
 from tests.pipeline import Topics, java_partitioned
@@ -81,3 +82,48 @@ def test_schemas_check_reports_every_subject(settings: Settings) -> None:
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{PURPOSE.subject}: compatible" in result.stdout
+
+
+def test_the_workers_plain_reads_and_writes_are_the_codecs_own(topics: Topics) -> None:
+    """`read` and `write` (no uuid and timestamp logical types: the worker's hot path) give
+    the same commands and the same bytes as `decode` and `encode`, over whole lifecycles."""
+    from bench.load import lifecycle
+    from streams.envelope import fact_record, outcome_record, to_command
+    from streams.lifecycle import apply
+    from streams.registry import record_namespace
+    from streams.topics import DLQ, OUTCOME
+
+    checked = 0
+    for n in (0, 3, 9):  # published, rejected dates, abandoned
+        state = None
+        for planned in (p for phase in lifecycle(n) for p in phase):
+            codec = topics.codecs[planned.spec.name]
+            value = codec.encode({
+                "commandId": str(uuid.uuid4()), "eventId": planned.event_id,
+                "userId": planned.user_id, "occurredAt": int(time.time() * 1000),
+                "payload": (f"{record_namespace(planned.spec)}.{planned.type}",
+                            planned.payload)})
+            command = to_command(codec.read(value))
+            assert command == to_command(codec.decode(value))
+            decision = apply(state, command)
+            state = decision.state if decision.changed else state
+            records = [fact_record(f, command.command_id) for f in decision.facts]
+            records.append((OUTCOME, outcome_record(command, decision, 1_700_000_000_000)))
+            for spec, record in records:
+                out = topics.codecs[spec.name]
+                assert out.write(record) == out.encode(record)
+                checked += 1
+    dead = {"topic": PURPOSE.name, "partition": 0, "offset": 1, "key": b"k", "value": b"v",
+            "errorCode": "DECODE_ERROR", "errorMessage": "x", "failedAt": 1_700_000_000_000}
+    assert topics.codecs[DLQ.name].write(dead) == topics.codecs[DLQ.name].encode(dead)
+    assert checked > 30
+    # A uuid spelled otherwise is read as decode reads it; a non-uuid is a decode error.
+    codec = topics.codecs[PURPOSE.name]
+    event_id = str(uuid.uuid4())
+    upper = codec.encode({**_envelope(event_id, str(uuid.uuid4())),
+                          "eventId": event_id.upper()})
+    assert codec.read(upper)["eventId"] == uuid.UUID(event_id)
+    with pytest.raises(DecodeError):
+        codec.read(codec.encode({**_envelope(event_id, str(uuid.uuid4())),
+                                 "payload": ("eventpipe.purpose.PurposeSelected",
+                                             {**STORE, "storeId": "not-a-uuid"})}))
