@@ -204,6 +204,23 @@ def bench(
 
 
 @app.command()
+def top(
+    worker_url: Annotated[str | None, typer.Option(
+        envvar="TOP_WORKER_URL", help="default: http://127.0.0.1:WORKER_WEB_PORT")] = None,
+    api_url: Annotated[str | None, typer.Option(
+        envvar="TOP_API_URL", help="default: http://API_HOST:API_PORT")] = None,
+    interval: Annotated[float, typer.Option(help="seconds between frames")] = 1.0,
+    once: Annotated[bool, typer.Option(help="print one frame and exit")] = False,
+) -> None:
+    """A live view of the running pipeline: rates, outcomes, DLQ, lag, API, jobs, stores."""
+    from eventpipe.top_view import run_top
+
+    s = get_settings()
+    run_top(s, worker_url or f"http://127.0.0.1:{s.worker_web_port}",
+            api_url or f"http://{s.api_host}:{s.api_port}", interval, once)
+
+
+@app.command()
 def run() -> None:
     """Stream worker, API and the three collaborator workers in the foreground until Ctrl-C,
     SIGTERM or SIGHUP; if one of them dies the others are stopped (what `make run` ends with)."""
