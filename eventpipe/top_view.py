@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections import defaultdict, deque
 
@@ -208,6 +209,9 @@ async def _top(settings: Settings, worker_url: str, api_url: str, interval: floa
 
 def run_top(settings: Settings, worker_url: str, api_url: str, interval: float = 1.0,
             once: bool = False, console: Console | None = None) -> None:
+    # The clients' own log lines (aiokafka's "Unable connect") would tear the screen; what
+    # is down is on the screen already.
+    logging.basicConfig(handlers=[logging.NullHandler()], force=True)
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_top(settings, worker_url, api_url, interval, once,
                          console or Console()))
