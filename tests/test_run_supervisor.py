@@ -171,3 +171,12 @@ def test_a_child_killed_with_9_stops_the_run_with_its_name_and_code(run: Run) ->
     assert _gone(processes) == []
     assert (f"content-worker (pid {victim.pid}) exited with code -9 (killed by SIGKILL)"
             in run.output())
+
+
+def test_the_run_killed_with_9_leaves_no_child(run: Run) -> None:
+    processes = run.wait_ready()
+
+    run.proc.kill()  # no handler runs: each child's parent-death signal stops it
+
+    assert run.exit_code() == -signal.SIGKILL
+    assert _gone(processes) == []
