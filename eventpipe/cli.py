@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import signal
-import subprocess
-import sys
-import time
 import uuid
 from typing import Annotated
 
@@ -208,37 +204,34 @@ def bench(
 
 
 @app.command()
-def run() -> None:
-    """Stream worker, API and the three collaborator workers in the foreground until Ctrl-C
-    (what `make run` ends with)."""
+def top(
+    worker_url: Annotated[str | None, typer.Option(
+        envvar="TOP_WORKER_URL", help="default: http://127.0.0.1:WORKER_WEB_PORT")] = None,
+    api_url: Annotated[str | None, typer.Option(
+        envvar="TOP_API_URL", help="default: http://API_HOST:API_PORT")] = None,
+    interval: Annotated[float, typer.Option(help="seconds between frames")] = 1.0,
+    once: Annotated[bool, typer.Option(help="print one frame and exit")] = False,
+) -> None:
+    """A live view of the running pipeline: rates, outcomes, DLQ, lag, API, jobs, stores."""
+    from eventpipe.top_view import run_top
+
     s = get_settings()
-    procs = [subprocess.Popen([sys.executable, "-m", "eventpipe.cli", name])
-             for name in PROCESSES]
+    run_top(s, worker_url or f"http://127.0.0.1:{s.worker_web_port}",
+            api_url or f"http://{s.api_host}:{s.api_port}", interval, once)
+
+
+@app.command()
+def run() -> None:
+    """Stream worker, API and the three collaborator workers in the foreground until Ctrl-C,
+    SIGTERM or SIGHUP; if one of them dies the others are stopped (what `make run` ends with)."""
+    from eventpipe.supervisor import Supervisor
+
+    s = get_settings()
     base = f"http://{s.api_host}:{s.api_port}"
     console.print(f"[bold]API[/bold] {base}   [bold]docs[/bold] {base}/docs   "
                   f"[bold]worker[/bold] http://127.0.0.1:{s.worker_web_port}")
     console.print(f"Ctrl-C stops all of them ({', '.join(PROCESSES)}).")
-
-    def stop(*_: object) -> None:
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    try:
-        while all(p.poll() is None for p in procs):
-            time.sleep(0.5)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        stop()
-        for p in procs:
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-    failed = [p.returncode for p in procs if p.returncode not in (0, -signal.SIGTERM, None)]
-    raise typer.Exit(1 if failed else 0)
+    raise typer.Exit(Supervisor(PROCESSES).run())
 
 
 if __name__ == "__main__":
