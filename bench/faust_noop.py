@@ -47,5 +47,5 @@ async def nothing(stream: faust.StreamT) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level="WARNING")
-    sys.argv = [sys.argv[0], "worker", "--loglevel", "warning", "--without-web"]
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn", "--without-web"]
     app.main()
