@@ -96,7 +96,8 @@ def projections_rebuild() -> None:
 
 @app.command()
 def worker(loglevel: str = "info") -> None:
-    """The stream worker: Faust agents and tables (and the projector, unless disabled)."""
+    """The stream worker: the command processor and its table (and the projector, unless
+    disabled)."""
     from streams.worker import run_worker
 
     _logging(loglevel.upper())
