@@ -24,6 +24,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from api.errors import ApiError
+from api.metrics import record_phase
 from sinks.redis import OUTCOME_CHANNEL, outcome_key
 from streams.codec import AvroCodec
 from streams.envelope import has_nul
@@ -62,6 +63,9 @@ class OutcomeWaiter:
         self._redis = redis
         self._pool = pool
         self._waiting: dict[str, asyncio.Future[None]] = {}
+        # Completed (and replaced) by every announcement: what a read waiting for the
+        # projection to catch up waits on.
+        self._batch: asyncio.Future[None] | None = None
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -83,10 +87,21 @@ class OutcomeWaiter:
                             future = self._waiting.get(command_id)
                             if future is not None and not future.done():
                                 future.set_result(None)
+                        batch, self._batch = self._batch, None
+                        if batch is not None and not batch.done():
+                            batch.set_result(None)
             except (RedisError, OSError) as exc:
                 # Waiters fall back to reading the outcome key when their time is up.
                 log.warning("outcome listener lost Redis (%s); reconnecting", exc)
                 await asyncio.sleep(0.5)
+
+    async def next_batch(self, seconds: float) -> None:
+        """Return at the projector's next announcement, or after `seconds`."""
+        if self._batch is None or self._batch.done():
+            self._batch = asyncio.get_running_loop().create_future()
+        with contextlib.suppress(TimeoutError):
+            # shield: a waiter's timeout must not cancel the future the others share
+            await asyncio.wait_for(asyncio.shield(self._batch), seconds)
 
     @contextlib.contextmanager
     def expecting(self, command_id: str) -> Any:
@@ -141,10 +156,15 @@ class CommandBus:
             "payload": (f"{record_namespace(spec)}.{command_type}", payload),
         }
         value = self.codecs[spec.name].encode(envelope)
+        started = time.perf_counter()
         with self.waiter.expecting(command_id) as announced:
             await self._produce(spec.name, value, event_id.encode())
+            acked = time.perf_counter()
+            record_phase("produce", acked - started)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(announced, wait_seconds)
+            woken = time.perf_counter()
+            record_phase("outcome", woken - acked)
         try:
             return command_id, await self.waiter.read(command_id)
         except STORE_ERRORS as exc:
@@ -152,6 +172,8 @@ class CommandBus:
             # retried command is a second command. Only its outcome cannot be read yet.
             log.warning("outcome of %s not readable (%s); answering 202", command_id, exc)
             return command_id, None
+        finally:
+            record_phase("read", time.perf_counter() - woken)
 
     async def _produce(self, topic: str, value: bytes, key: bytes) -> None:
         """Send and wait for acks=all, at most `produce_seconds` (then 503 + Retry-After).

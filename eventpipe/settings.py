@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = 1024 * 1024  # a larger request body answers 413
     api_produce_timeout_seconds: float = 10.0  # broker away longer: 503 + Retry-After
     api_store_timeout_seconds: float = 5.0  # PostgreSQL unreachable longer: 503 + Retry-After
+    # A Redis reply later than this counts as Redis down (reads then go to PostgreSQL); a
+    # slower-than-usual reply within it is waited for, never a reason to fall back.
+    api_redis_timeout_seconds: float = 5.0
+    api_access_log: bool = True  # uvicorn's access log line per request
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
     jwt_secret: str = "dev-secret-change-me-0123456789abcdef"  # HS256 signing/verifying key
     jwt_public_key: str = ""  # PEM, for RS256
