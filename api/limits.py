@@ -1,18 +1,68 @@
-"""A request body over `api_max_body_bytes` answers 413 and is never read to its end.
+"""Limits at the door: the body size (413) and the requests in flight (429).
 
 uvicorn has no body limit of its own; a client could otherwise make the API buffer any
 amount. A declared Content-Length is checked before the app runs; a body without one
 (chunked) is read here, up to the limit, and handed on as one message.
+
+Past its capacity a process that admits every request only queues them: each waits longer,
+timeouts fire, and stores look down when they are merely late. `InFlightLimit` answers a
+request beyond the budget 429 with Retry-After at once, for the cost of two ASGI messages.
 """
 
 from __future__ import annotations
 
+import orjson
 from fastapi.responses import JSONResponse
+from prometheus_client import Counter, Gauge
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-__all__ = ["PAYLOAD_TOO_LARGE", "BodyLimit"]
+__all__ = ["PAYLOAD_TOO_LARGE", "TOO_MANY_REQUESTS", "BodyLimit", "InFlightLimit"]
 
 PAYLOAD_TOO_LARGE = "PAYLOAD_TOO_LARGE"
+TOO_MANY_REQUESTS = "TOO_MANY_REQUESTS"
+
+IN_FLIGHT = Gauge("eventpipe_api_in_flight", "requests being served", ["kind"])
+SHED = Counter("eventpipe_api_shed_total", "requests answered 429 (over the in-flight limit)",
+               ["kind"])
+_NEVER_SHED = ("/health", "/metrics")
+_READS = frozenset({"GET", "HEAD"})
+_SHED_BODY = orjson.dumps({"code": TOO_MANY_REQUESTS,
+                           "message": "the API is at capacity; retry shortly"})
+_SHED_START: Message = {
+    "type": "http.response.start", "status": 429,
+    "headers": [(b"content-type", b"application/json"), (b"retry-after", b"1"),
+                (b"content-length", str(len(_SHED_BODY)).encode())],
+}
+
+
+class InFlightLimit:
+    """At most `reads` GET/HEAD and `commands` other requests at once; the rest 429."""
+
+    def __init__(self, app: ASGIApp, reads: int, commands: int) -> None:
+        self.app = app
+        self.limits = {"read": reads, "command": commands}
+        self.in_flight = {"read": 0, "command": 0}
+        self.gauges = {kind: IN_FLIGHT.labels(kind) for kind in self.limits}
+        self.shed = {kind: SHED.labels(kind) for kind in self.limits}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"].startswith(_NEVER_SHED):
+            await self.app(scope, receive, send)
+            return
+        kind = "read" if scope["method"] in _READS else "command"
+        limit = self.limits[kind]
+        if limit and self.in_flight[kind] >= limit:
+            self.shed[kind].inc()
+            await send(_SHED_START)
+            await send({"type": "http.response.body", "body": _SHED_BODY})
+            return
+        self.in_flight[kind] += 1
+        self.gauges[kind].inc()
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight[kind] -= 1
+            self.gauges[kind].dec()
 
 
 class BodyLimit:

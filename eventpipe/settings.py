@@ -70,6 +70,12 @@ class Settings(BaseSettings):
     # A Redis reply later than this counts as Redis down (reads then go to PostgreSQL); a
     # slower-than-usual reply within it is waited for, never a reason to fall back.
     api_redis_timeout_seconds: float = 5.0
+    # Past capacity the API sheds: a request beyond these many in flight answers 429 with
+    # Retry-After at once instead of queueing. Reads (GET) cost CPU all the while they are in
+    # flight; commands mostly wait for the pipeline's outcome, so they get a larger budget.
+    # 0 turns a limit off. /health and /metrics are never shed.
+    api_max_reads_in_flight: int = 64
+    api_max_commands_in_flight: int = 512
     api_access_log: bool = True  # uvicorn's access log line per request
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
     jwt_secret: str = "dev-secret-change-me-0123456789abcdef"  # HS256 signing/verifying key
