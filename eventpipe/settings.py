@@ -76,6 +76,9 @@ class Settings(BaseSettings):
     # 0 turns a limit off. /health and /metrics are never shed.
     api_max_reads_in_flight: int = 64
     api_max_commands_in_flight: int = 512
+    # ... and while the event loop runs this late (requests it has not reached yet wait at
+    # least as long): the queue stays a fraction of a second however much is asked. 0: off.
+    api_shed_loop_lag_seconds: float = 0.1
     api_access_log: bool = True  # uvicorn's access log line per request
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
     jwt_secret: str = "dev-secret-change-me-0123456789abcdef"  # HS256 signing/verifying key
