@@ -41,20 +41,21 @@ _SHED_START: Message = {
 
 
 class LoopLag:
-    """How late the event loop is: a callback due every `TICK` seconds, and how late it ran
-    (or, while it has not run yet, how far past due it is)."""
+    """How late the event loop is: a callback due every `TICK` seconds, how late its last
+    two runs were (both, so that one long step, e.g. the first /openapi.json, is not taken
+    for a queue), or, while it has not run yet, how far past due it is."""
 
     TICK = 0.005
 
     def __init__(self) -> None:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._due = 0.0
-        self._last = 0.0
+        self._last = self._before = 0.0
 
     def _tick(self) -> None:
         assert self._loop is not None
         now = self._loop.time()
-        self._last = now - self._due
+        self._before, self._last = self._last, now - self._due
         self._due = now + self.TICK
         self._loop.call_at(self._due, self._tick)
 
@@ -64,7 +65,7 @@ class LoopLag:
             self._due = self._loop.time()
             self._loop.call_soon(self._tick)
             return 0.0
-        return max(self._last, self._loop.time() - self._due)
+        return max(min(self._last, self._before), self._loop.time() - self._due)
 
 
 class InFlightLimit:
