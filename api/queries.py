@@ -47,14 +47,20 @@ class EventQueries:
         self.pool = pool
         self.next_batch = next_batch
 
+    async def _draft(self, event_id: str, field: str) -> tuple[bytes | None, bytes | None]:
+        """The stored document and one more field of the draft's hash; Nones when Redis
+        has no such draft or is down."""
+        try:
+            doc, other = await self.raw.hmget(draft_key(event_id), ["doc", field])
+        except (RedisError, OSError):
+            _DOWN.inc()
+            return None, None
+        return doc, other
+
     async def event_json(self, event_id: str, user_id: str) -> bytes | None:
         """The event's JSON as the API answers it, or None when there is no such event or
         it is another user's."""
-        try:
-            doc, owner = await self.raw.hmget(draft_key(event_id), ["doc", "userId"])
-        except (RedisError, OSError):
-            _DOWN.inc()
-            doc = owner = None
+        doc, owner = await self._draft(event_id, "userId")
         if doc is not None and owner is not None:
             return doc if owner.decode() == user_id else None
         _MISSED.inc()
@@ -65,11 +71,7 @@ class EventQueries:
 
     async def event(self, event_id: str) -> tuple[dict[str, Any], int] | None:
         """(document, version), or None when there is no such event."""
-        try:
-            doc, version = await self.raw.hmget(draft_key(event_id), ["doc", "version"])
-        except (RedisError, OSError):
-            _DOWN.inc()
-            doc = version = None
+        doc, version = await self._draft(event_id, "version")
         if doc is not None and version is not None:
             return orjson.loads(doc), int(version)
         _MISSED.inc()

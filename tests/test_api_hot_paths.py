@@ -22,7 +22,7 @@ import redis
 
 from eventpipe.settings import Settings
 from sinks.redis import draft_key
-from tests.conftest import Process, _free_port, _wait
+from tests.conftest import Process, serving_api
 from tests.test_api import create, headers_for, until
 from tests.test_purpose_flow import PURPOSE_BODY
 
@@ -100,16 +100,8 @@ def test_a_slow_redis_is_waited_for_never_a_503_nor_a_fallback(
 @pytest.fixture(scope="module")
 def tiny_api(process_env: dict[str, str], worker: Process) -> Iterator[str]:
     """An API that admits one read at a time."""
-    port = _free_port()
-    proc = Process("test-api-tiny", ["api", "--port", str(port)],
-                   {**process_env, "API_MAX_READS_IN_FLIGHT": "1"})
-    proc.log.unlink(missing_ok=True)
-    proc.start()
-    url = f"http://127.0.0.1:{port}"
-    _wait("API", lambda: httpx.get(f"{url}/health/ready", timeout=3).status_code == 200, 90,
-          proc.proc, proc.log)
-    yield url
-    proc.stop()
+    with serving_api("test-api-tiny", {**process_env, "API_MAX_READS_IN_FLIGHT": "1"}) as url:
+        yield url
 
 
 def test_past_the_in_flight_limit_a_read_is_shed_with_429_and_retry_after(
