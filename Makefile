@@ -50,6 +50,8 @@ test: up lint
 BENCH_STACK = STACK_DIR=$(CURDIR)/bench/.stack STACK_PORT_OFFSET=300 $(STACK)
 bench: setup
 	$(BIN)/pip install --quiet -e '.[bench]'
+	# vegeta, the compiled constant-rate load generator of the latency steps (bench/loadgen.py)
+	test -x bench/.bin/vegeta || GOBIN=$(CURDIR)/bench/.bin go install github.com/tsenart/vegeta/v12@v12.13.0
 	test -x bench/.venv-quix/bin/python || python3 -m venv bench/.venv-quix
 	bench/.venv-quix/bin/pip install --quiet 'quixstreams>=3.28,<4' \
 	  'psycopg[binary,pool]>=3.3,<3.4' 'redis[hiredis]>=8.1,<9' 'orjson>=3.10,<4'

@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from api.access_log import redact_access_log
 from api.errors import install_error_handlers
-from api.limits import BodyLimit
+from api.limits import BodyLimit, InFlightLimit
 from api.metrics import install_request_metrics
 from api.routers import (
     blobs,
@@ -49,6 +49,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_request_metrics(app)
     app.add_middleware(BodyLimit, max_bytes=settings.api_max_body_bytes)
+    # Outermost (added last), so a shed request costs no other middleware's work.
+    app.add_middleware(InFlightLimit, reads=settings.api_max_reads_in_flight,
+                       commands=settings.api_max_commands_in_flight,
+                       max_lag=settings.api_shed_loop_lag_seconds)
     # Fixed paths before /api/events/{eventId}, so "jobs" and "commands" are not read as ids.
     for module in (jobs, commands, events, recommendations, images, publishing, health, blobs):
         app.include_router(module.router)

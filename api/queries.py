@@ -1,12 +1,21 @@
-"""Reads: the event document from Redis, or from PostgreSQL when Redis misses or is down."""
+"""Reads: the event document from Redis, or from PostgreSQL when Redis misses or is down.
+
+The projector stores the document as the API's JSON (`doc`) beside the owner (`userId`) in
+one hash, so the hot read is one HMGET and the bytes go out as they are: no parsing, no
+model validation, no serialising (the pydantic models stay for the OpenAPI contract).
+"Down" is a refused or broken connection, or no reply within `api_redis_timeout_seconds`;
+a reply that is merely late is waited for, so load never turns into a fallback storm.
+"""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
+from prometheus_client import Counter
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
@@ -17,46 +26,82 @@ from sinks.redis import draft_key, job_key
 
 __all__ = ["EventQueries"]
 
+FALLBACKS = Counter("eventpipe_api_read_fallbacks_total",
+                    "reads served from PostgreSQL instead of Redis", ["reason"])
+_MISSED, _DOWN = FALLBACKS.labels("miss"), FALLBACKS.labels("redis_down")
+# Waits for the projector's next announcement (OutcomeWaiter.next_batch); bounded per round,
+# since announcements stop while the listener reconnects.
+NextBatch = Callable[[float], Awaitable[None]]
+_ROUND_SECONDS = 0.25
+
 
 def _iso(ts: Any) -> str | None:
     return None if ts is None else ts.isoformat(timespec="milliseconds") + "+00:00"
 
 
 class EventQueries:
-    def __init__(self, redis: Redis, pool: AsyncConnectionPool) -> None:
-        self.redis = redis
+    def __init__(self, redis: Redis, raw: Redis, pool: AsyncConnectionPool,
+                 next_batch: NextBatch) -> None:
+        self.redis = redis  # replies decoded to str
+        self.raw = raw  # replies as bytes: the document goes out as stored
         self.pool = pool
+        self.next_batch = next_batch
+
+    async def _draft(self, event_id: str, field: str) -> tuple[bytes | None, bytes | None]:
+        """The stored document and one more field of the draft's hash; Nones when Redis
+        has no such draft or is down."""
+        try:
+            doc, other = await self.raw.hmget(draft_key(event_id), ["doc", field])
+        except (RedisError, OSError):
+            _DOWN.inc()
+            return None, None
+        return doc, other
+
+    async def event_json(self, event_id: str, user_id: str) -> bytes | None:
+        """The event's JSON as the API answers it, or None when there is no such event or
+        it is another user's."""
+        doc, owner = await self._draft(event_id, "userId")
+        if doc is not None and owner is not None:
+            return doc if owner.decode() == user_id else None
+        _MISSED.inc()
+        found = await self._event_from_postgres(event_id)
+        if found is None or found[0]["userId"] != user_id:
+            return None
+        return orjson.dumps(found[0])
 
     async def event(self, event_id: str) -> tuple[dict[str, Any], int] | None:
         """(document, version), or None when there is no such event."""
-        try:
-            doc, version = await self.redis.hmget(draft_key(event_id), ["doc", "version"])
-        except (RedisError, OSError):
-            doc = version = None
+        doc, version = await self._draft(event_id, "version")
         if doc is not None and version is not None:
-            return json.loads(doc), int(version)
+            return orjson.loads(doc), int(version)
+        _MISSED.inc()
         return await self._event_from_postgres(event_id)
 
     async def event_at_least(self, event_id: str, version: int,
                              wait_seconds: float) -> dict[str, Any] | None:
         """Read-your-writes: the event once the projection has reached `version`, or None
-        if it has not within the wait."""
+        if it has not within the wait. The projector announces each batch after its Redis
+        write, so after an announced outcome the first read finds the state; otherwise
+        (the outcome was read from PostgreSQL, Redis not written yet) the next
+        announcement is what to wait for, not a poll."""
         deadline = time.monotonic() + wait_seconds
         while True:
             found = await self.event(event_id)
             if found is not None and found[1] >= version:
                 return found[0]
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return None
-            await asyncio.sleep(0.01)
+            await self.next_batch(min(left, _ROUND_SECONDS))
 
     async def event_gone(self, event_id: str, wait_seconds: float) -> bool:
         """Read-your-writes for a discard: True once the projection no longer has it."""
         deadline = time.monotonic() + wait_seconds
         while await self.event(event_id) is not None:
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 return False
-            await asyncio.sleep(0.01)
+            await self.next_batch(min(left, _ROUND_SECONDS))
         return True
 
     async def events_of(self, user_id: str, status: str | None, page: int,
@@ -89,11 +134,13 @@ class EventQueries:
         try:
             found = await self.redis.hgetall(job_key(job_id))
         except (RedisError, OSError):
+            _DOWN.inc()
             found = {}
         if found:
             return {"jobId": job_id, "jobType": found["jobType"], "status": found["status"],
                     "progress": int(found["progress"]), "eventId": found["eventId"],
                     "userId": found.get("userId"), "error": found.get("error")}
+        _MISSED.inc()
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute("SELECT * FROM jobs WHERE job_id = %s", (job_id,))
             row = await cur.fetchone()

@@ -24,6 +24,7 @@ class Services:
     settings: Settings
     producer: AIOKafkaProducer
     redis: Redis
+    raw: Redis
     pool: AsyncConnectionPool
     waiter: OutcomeWaiter
     commands: CommandBus
@@ -47,8 +48,13 @@ class Services:
             request_timeout_ms=int(settings.api_produce_timeout_seconds * 1000),
         )
         await producer.start()
-        redis = Redis.from_url(settings.redis_url, decode_responses=True,
-                               socket_timeout=1.0, socket_connect_timeout=1.0)
+        # A reply later than the timeout counts as Redis down; a late one within it is
+        # waited for (under load, a short timeout turned a busy loop into "Redis down" and
+        # every read into a PostgreSQL query: bench/ANALYSIS.md).
+        timeouts = {"socket_timeout": settings.api_redis_timeout_seconds,
+                    "socket_connect_timeout": 1.0}
+        redis = Redis.from_url(settings.redis_url, decode_responses=True, **timeouts)
+        raw = Redis.from_url(settings.redis_url, decode_responses=False, **timeouts)
         # check: a connection broken by a PostgreSQL restart is replaced, not handed out.
         # A request waits this long for a PostgreSQL connection, then answers 503 (the pool's
         # default, 30 s, outlasts any client's patience).
@@ -59,13 +65,15 @@ class Services:
         waiter = OutcomeWaiter(redis, pool)
         await waiter.start()
         commands = CommandBus(producer, codecs, waiter, settings.api_produce_timeout_seconds)
-        return cls(settings, producer, redis, pool, waiter, commands, EventQueries(redis, pool))
+        queries = EventQueries(redis, raw, pool, waiter.next_batch)
+        return cls(settings, producer, redis, raw, pool, waiter, commands, queries)
 
     async def close(self) -> None:
         await self.waiter.stop()
         await self.producer.stop()
         await self.pool.close()
         await self.redis.aclose()
+        await self.raw.aclose()
 
 
 async def _services(request: Request) -> Services:

@@ -1,75 +1,94 @@
-"""Open-loop HTTP load at a fixed rate, in its own process (the API must not share its loop):
+"""Constant-rate HTTP load from vegeta, a compiled open-loop load generator in its own process.
 
-    python -m bench.loadgen SPEC.json
+A Python client's own pauses (thousands of pending tasks, its GC) land in the figures as
+hundreds of ms at p99; vegeta sends each request at its due time whatever the answers
+before it, from goroutines, so a slow server cannot hide its queue and the client adds
+microseconds. `make bench` installs it into `bench/.bin` (`go install`, a pinned version).
 
-SPEC: {"method", "url", "paths": [...], "body": {...} | null, "token", "rate", "seconds",
-"ok": [statuses]}. Request i is due at start + i/rate whatever the answers before it, and
-its latency counts from when it was due, so a slow server cannot hide its queue
-(no coordinated omission). Prints one JSON line with the percentiles in milliseconds.
+    attack(name, targets, rate, seconds) -> {"requests", "achieved_rate", "p50", ...}
+
+Each run's raw results stay in bench/data/<name>.bin (`bench/.bin/vegeta report` reads them);
+`results(name)` decodes them one request a line (timestamp, latency, status, headers, body).
 """
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import json
-import sys
-import time
+import os
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-import aiohttp
+from bench.procs import ROOT
 
-__all__ = ["run"]
+__all__ = ["VEGETA", "Target", "attack", "ensure_vegeta", "results"]
 
-
-def _pct(sorted_ms: list[float], p: float) -> float:
-    if not sorted_ms:
-        return float("nan")
-    return sorted_ms[min(len(sorted_ms) - 1, int(p / 100 * len(sorted_ms)))]
-
-
-async def run(spec: dict[str, Any]) -> dict[str, Any]:
-    rate, seconds = float(spec["rate"]), float(spec["seconds"])
-    total = int(rate * seconds)
-    headers = {"Authorization": f"Bearer {spec['token']}"}
-    ok = set(spec.get("ok", [200]))
-    latencies: list[float] = []
-    statuses: dict[str, int] = {}
-    errors = 0
-    connector = aiohttp.TCPConnector(limit=512)
-    async with aiohttp.ClientSession(spec["url"], headers=headers, connector=connector,
-                                     timeout=aiohttp.ClientTimeout(total=10)) as session:
-
-        async def one(i: int, due: float) -> None:
-            nonlocal errors
-            path = spec["paths"][i % len(spec["paths"])]
-            try:
-                async with session.request(spec["method"], path, json=spec.get("body")) as r:
-                    await r.read()
-                    statuses[str(r.status)] = statuses.get(str(r.status), 0) + 1
-                    if r.status not in ok:
-                        errors += 1
-            except (aiohttp.ClientError, TimeoutError):
-                errors += 1
-                statuses["error"] = statuses.get("error", 0) + 1
-            latencies.append((time.perf_counter() - due) * 1000)
-
-        start = time.perf_counter() + 0.2
-        tasks = []
-        for i in range(total):
-            due = start + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i, due)))
-        await asyncio.gather(*tasks)
-        took = time.perf_counter() - start
-    latencies.sort()
-    return {"requests": total, "seconds": took, "achieved_rate": total / took,
-            "errors": errors, "statuses": statuses,
-            "p50": _pct(latencies, 50), "p95": _pct(latencies, 95), "p99": _pct(latencies, 99),
-            "max": latencies[-1] if latencies else float("nan")}
+VEGETA_MODULE = "github.com/tsenart/vegeta/v12@v12.13.0"
+BIN = ROOT / "bench" / ".bin"
+VEGETA = BIN / "vegeta"
+DATA = ROOT / "bench" / "data"
+TIMEOUT_SECONDS = 10  # a request unanswered this long counts as an error
 
 
-if __name__ == "__main__":
-    with open(sys.argv[1]) as f:
-        print(json.dumps(asyncio.run(run(json.load(f)))), flush=True)
+@dataclass(frozen=True)
+class Target:
+    method: str
+    url: str
+    token: str | None = None
+    body: Any = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def line(self) -> str:
+        header = {k: [v] for k, v in self.headers.items()}
+        if self.token:
+            header["Authorization"] = [f"Bearer {self.token}"]
+        target: dict[str, Any] = {"method": self.method, "url": self.url, "header": header}
+        if self.body is not None:
+            header["Content-Type"] = ["application/json"]
+            target["body"] = base64.b64encode(json.dumps(self.body).encode()).decode()
+        return json.dumps(target)
+
+
+def ensure_vegeta() -> Path:
+    """vegeta in bench/.bin, installed with the Go toolchain if it is not there yet."""
+    if VEGETA.exists():
+        return VEGETA
+    go = shutil.which("go") or "/usr/local/go/bin/go"
+    BIN.mkdir(parents=True, exist_ok=True)
+    subprocess.run([go, "install", VEGETA_MODULE], env={**os.environ, "GOBIN": str(BIN)},
+                   check=True, timeout=900)
+    return VEGETA
+
+
+def attack(name: str, targets: list[Target], rate: int, seconds: float) -> dict[str, Any]:
+    """`rate` requests a second for `seconds`, round robin over `targets`; the summary."""
+    vegeta = ensure_vegeta()
+    DATA.mkdir(parents=True, exist_ok=True)
+    spec, out = DATA / f"{name}.targets", DATA / f"{name}.bin"
+    spec.write_text("\n".join(t.line() for t in targets) + "\n")
+    with out.open("wb") as sink:
+        subprocess.run([str(vegeta), "attack", "-format=json", f"-targets={spec}",
+                        f"-rate={rate}/1s", f"-duration={seconds}s",
+                        f"-timeout={TIMEOUT_SECONDS}s", "-keepalive=true"],
+                       stdout=sink, check=True, timeout=seconds + TIMEOUT_SECONDS + 60)
+    report = json.loads(subprocess.run([str(vegeta), "report", "-type=json", str(out)],
+                                       capture_output=True, text=True, check=True).stdout)
+    lat = report["latencies"]
+    statuses = {("error" if code == "0" else code): n
+                for code, n in report["status_codes"].items()}
+    ok = statuses.get("200", 0) + statuses.get("201", 0) + statuses.get("204", 0)
+    return {"requests": report["requests"], "seconds": report["duration"] / 1e9,
+            "achieved_rate": report["rate"], "errors": report["requests"] - ok,
+            "statuses": statuses, "p50": lat["50th"] / 1e6, "p95": lat["95th"] / 1e6,
+            "p99": lat["99th"] / 1e6, "max": lat["max"] / 1e6}
+
+
+def results(name: str) -> list[dict[str, Any]]:
+    """Every request of run `name`: timestamp (RFC 3339), latency (ns), code, headers, body
+    (base64), as vegeta encodes them."""
+    out = subprocess.run([str(VEGETA), "encode", "--to", "json", str(DATA / f"{name}.bin")],
+                         capture_output=True, text=True, check=True).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]

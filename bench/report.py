@@ -87,21 +87,46 @@ def _latency(results: Any) -> list[str]:
     if not results.latency:
         return []
     o, r = results.options, results.latency
+    short = r.get("overload_seconds", o.seconds)
     lines = ["## 2-3. Command and query latency", "",
+             "Load from vegeta (compiled, open loop) in its own process; the bare FastAPI "
+             "route is the floor, under the same load in the same run.", "",
              "| request | rate asked | achieved | requests | p50 ms | p95 ms | p99 ms | max ms "
              "| errors | statuses |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, label, rate in (("command", "POST /api/events/purposes (201 with the DRAFT)",
-                               o.rate),
-                              ("get_event", "GET /api/events/{id}", o.query_rate),
-                              ("get_job", "GET /api/events/jobs/{jobId}/status", o.query_rate)):
+    rows = (("command", "POST /api/events/purposes (201 with the DRAFT)", o.rate, o.seconds),
+            ("bare", "GET a bare FastAPI route (the floor)", o.query_rate, o.seconds),
+            ("get_event", "GET /api/events/{id}", o.query_rate, o.seconds),
+            ("get_job", "GET /api/events/jobs/{jobId}/status", o.query_rate, o.seconds),
+            ("get_event_overload", "GET /api/events/{id}, twice the rate",
+             2 * o.query_rate, short),
+            ("get_list", "GET /api/events (list, PostgreSQL)", o.query_rate, short))
+    for name, label, rate, seconds in rows:
+        if name not in r:
+            continue
         x = r[name]
-        lines.append(f"| {label} | {rate}/s for {o.seconds} s | {x['achieved_rate']:.0f}/s | "
+        lines.append(f"| {label} | {rate}/s for {seconds} s | {x['achieved_rate']:.0f}/s | "
                      f"{x['requests']} | {x['p50']:.1f} | {x['p95']:.1f} | {x['p99']:.1f} | "
                      f"{x['max']:.0f} | {x['errors']} | {x['statuses']} |")
+    if "bare" in r:
+        floor = r["bare"]["p99"]
+        lines += ["", "p99 against the bare route's: " + ", ".join(
+            f"{name} {r[name]['p99'] / floor:.1f}x" for name in ("get_event", "get_job")
+            if name in r) + "."]
     rss = r["peak_rss_mb"]
     lines += ["", f"Peak RSS in this run: worker {rss['worker']:.0f} MiB, "
-              f"API {rss['api']:.0f} MiB.", ""]
+              f"API {rss['api']:.0f} MiB.", "", *_hops(r.get("hops"), o.rate)]
     return lines
+
+
+def _hops(hops: dict[str, Any] | None, rate: int) -> list[str]:
+    if not hops or not hops["hops"]:
+        return []
+    lines = [f"POST /api/events/purposes at {rate}/s, hop by hop ({hops['traced']} of "
+             f"{hops['answered']} 201s traced; bench/hops.py says how each hop is measured; "
+             "produce overlaps the worker's decision):", "",
+             "| hop | p50 ms | p95 ms |", "|---|---|---|"]
+    lines += [f"| {hop} | {x['p50']:.1f} | {x['p95']:.1f} |" for hop, x in hops["hops"].items()]
+    return [*lines, ""]
 
 
 def _recovery(results: Any) -> list[str]:

@@ -105,10 +105,10 @@ def latency(opts: Options, results: Results) -> None:
     with console.status(f"POST at {opts.rate}/s, GETs at {opts.query_rate}/s, "
                         f"{opts.seconds} s each ..."):
         results.latency = measure.measure(opts.rate, opts.seconds, opts.query_rate)
-    for name in ("command", "get_event", "get_job"):
+    for name in ("command", "bare", "get_event", "get_job", "get_event_overload", "get_list"):
         r = results.latency[name]
         console.print(f"{name}: p50 {r['p50']:.1f} ms, p95 {r['p95']:.1f} ms, "
-                      f"p99 {r['p99']:.1f} ms, errors {r['errors']}")
+                      f"p99 {r['p99']:.1f} ms, errors {r['errors']} {r['statuses']}")
 
 
 def recovery(opts: Options, results: Results) -> None:

@@ -66,6 +66,19 @@ class Settings(BaseSettings):
     api_max_body_bytes: int = 1024 * 1024  # a larger request body answers 413
     api_produce_timeout_seconds: float = 10.0  # broker away longer: 503 + Retry-After
     api_store_timeout_seconds: float = 5.0  # PostgreSQL unreachable longer: 503 + Retry-After
+    # A Redis reply later than this counts as Redis down (reads then go to PostgreSQL); a
+    # slower-than-usual reply within it is waited for, never a reason to fall back.
+    api_redis_timeout_seconds: float = 5.0
+    # Past capacity the API sheds: a request beyond these many in flight answers 429 with
+    # Retry-After at once instead of queueing. Reads (GET) cost CPU all the while they are in
+    # flight; commands mostly wait for the pipeline's outcome, so they get a larger budget.
+    # 0 turns a limit off. /health and /metrics are never shed.
+    api_max_reads_in_flight: int = 64
+    api_max_commands_in_flight: int = 512
+    # ... and while the event loop runs this late (requests it has not reached yet wait at
+    # least as long): the queue stays a fraction of a second however much is asked. 0: off.
+    api_shed_loop_lag_seconds: float = 0.1
+    api_access_log: bool = True  # uvicorn's access log line per request
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
     jwt_secret: str = "dev-secret-change-me-0123456789abcdef"  # HS256 signing/verifying key
     jwt_public_key: str = ""  # PEM, for RS256

@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -165,17 +166,26 @@ def worker(process_env: dict[str, str]) -> Iterator[Process]:
     proc.stop()
 
 
-@pytest.fixture(scope="session")
-def api_url(process_env: dict[str, str], worker: Process) -> Iterator[str]:
+@contextmanager
+def serving_api(name: str, env: dict[str, str]) -> Iterator[str]:
+    """An API process on a free port, ready; its URL."""
     port = _free_port()
-    proc = Process("test-api", ["api", "--port", str(port)], process_env)
+    proc = Process(name, ["api", "--port", str(port)], env)
     proc.log.unlink(missing_ok=True)
     proc.start()
     url = f"http://127.0.0.1:{port}"
-    _wait("API", lambda: httpx.get(f"{url}/health/ready", timeout=3).status_code == 200, 90,
-          proc.proc, proc.log)
-    yield url
-    proc.stop()
+    try:
+        _wait("API", lambda: httpx.get(f"{url}/health/ready", timeout=3).status_code == 200,
+              90, proc.proc, proc.log)
+        yield url
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="session")
+def api_url(process_env: dict[str, str], worker: Process) -> Iterator[str]:
+    with serving_api("test-api", process_env) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -10,6 +11,7 @@ from fastapi.responses import JSONResponse
 
 from api.commands import Outcome
 from api.errors import ApiError
+from api.metrics import record_phase
 from api.models import Accepted
 from api.services import Services
 from streams.topics import TopicSpec
@@ -57,8 +59,10 @@ async def event_after(services: Services, done: Dispatched) -> dict[str, Any] | 
     """The event as the projection holds it once it has the command's effect (or a 202)."""
     if done.outcome is None:
         return pending(done.command_id, done.event_id)
+    started = time.perf_counter()
     doc = await services.queries.event_at_least(
         done.event_id, done.outcome.event_version, services.settings.command_wait_seconds)
+    record_phase("projection", time.perf_counter() - started)
     if doc is None:
         return pending(done.command_id, done.event_id)
     return doc

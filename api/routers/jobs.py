@@ -5,7 +5,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from fastapi import APIRouter
+import orjson
+from fastapi import APIRouter, Response
 
 from api.auth import CurrentUser
 from api.errors import ApiError
@@ -40,7 +41,9 @@ async def job_status(jobId: uuid.UUID, user: CurrentUser, services: ServicesDep)
         doc = found[0] if found else {"recommendations": [], "images": []}
         if job["jobType"] == "AI_RECOMMENDATION":
             body["recommendations"] = doc["recommendations"]
-            body["trendAnalysis"] = doc.get("trendAnalysis")
+            if doc.get("trendAnalysis") is not None:
+                body["trendAnalysis"] = doc["trendAnalysis"]
         else:
             body["images"] = [i for i in doc["images"] if i.get("jobId") == job["jobId"]]
-    return body
+    # Built from the projection's fields, so the model (which documents it) is not run again.
+    return Response(orjson.dumps(body), media_type="application/json")
