@@ -80,6 +80,15 @@ def _throughput(results: Any) -> list[str]:
         ratio = "-" if s.missing or ours.missing else f"{s.rate / ours.rate:.2f}"
         lines.append(f"| {s.name} | {phases} | {rate} | {ratio} | "
                      f"{s.peak_rss_mb:.0f} | {statuses} |")
+    lines.append("")
+    for peer, target in (("Quix Streams", 5.0), ("aiokafka consume", 0.2),
+                         ("a Faust agent", None)):
+        other = next((s for s in results.systems if s.name.startswith(peer)), None)
+        if other is None or ours.missing or other.missing or not other.rate:
+            continue
+        goal = "" if target is None else (
+            f" (target >= {target:g}: {'met' if ours.rate / other.rate >= target else 'missed'})")
+        lines.append(f"- {ours.name} / {other.name}: {ours.rate / other.rate:.2f}{goal}")
     return [*lines, ""]
 
 

@@ -29,7 +29,7 @@ PARTITIONS = 2
 
 @dataclass
 class Options:
-    commands: int = int(os.environ.get("BENCH_COMMANDS", 30_000))
+    commands: int = int(os.environ.get("BENCH_COMMANDS", 60_000))
     rate: int = int(os.environ.get("BENCH_RATE", 200))
     seconds: int = int(os.environ.get("BENCH_SECONDS", 30))
     query_rate: int = int(os.environ.get("BENCH_QUERY_RATE", 1000))
