@@ -53,7 +53,8 @@ def _actives(assigned: set[tuple[str, int]]) -> set[int]:
 
 
 @pytest.fixture
-def standby_workers(worker: Process, process_env: dict[str, str]) -> Iterator[Process]:
+def standby_workers(worker: Process, process_env: dict[str, str],
+                    settings: Settings) -> Iterator[Process]:
     """The suite's worker restarted with a standby replica, and a second one beside it."""
     worker.env["TABLE_STANDBY_REPLICAS"] = "1"
     second = Process("test-worker-2", ["worker"], {
@@ -67,8 +68,13 @@ def standby_workers(worker: Process, process_env: dict[str, str]) -> Iterator[Pr
               second.proc, second.log)
         yield second
     finally:
-        second.stop(sig_kill=True)
+        # Gracefully (it leaves the group): killed, its partitions would wait out its session
+        # while the next test's commands went to them.
+        second.stop()
         del worker.env["TABLE_STANDBY_REPLICAS"]  # the suite's default from its next start
+        _wait("the suite's worker with every partition again",
+              lambda: [_actives(a) for a in _assignment(settings).values()] == [{0, 1, 2}],
+              120, worker.proc, worker.log)
 
 
 @pytest.mark.chaos
