@@ -29,6 +29,7 @@ from typing import Any
 
 import faust
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 from faust.types import TP
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
@@ -292,8 +293,8 @@ class CommandProcessor:
     async def _deliver(self, batch: Batch) -> None:
         # 1. What the states will imply downstream goes first: a replay after a crash
         #    between here and the states re-decides (and re-sends) it.
-        await self._delivered([await self._send(topic, partition, records)
-                               for (topic, partition), records in batch.announce.items()])
+        await self._step([(topic, partition, records)
+                          for (topic, partition), records in batch.announce.items()])
         # 2. + 3. The newest state per event, once; the store only once the broker has it.
         if batch.states:
             changelog = self.events.changelog_topic.get_topic_name()
@@ -302,11 +303,10 @@ class CommandProcessor:
             for event_id, (partition, state) in batch.states.items():
                 by_partition[partition].append((event_id, state,
                                                 *self.events.encode(event_id, state)))
-            sent = [(partition, entries, await self._send(
-                changelog, partition, [(k, v) for _, _, k, v in entries]))
-                for partition, entries in by_partition.items()]
+            sent = await self._step([(changelog, partition, [(k, v) for _, _, k, v in entries])
+                                     for partition, entries in by_partition.items()])
             writes: list[ChangelogWrite] = []
-            for partition, entries, futures in sent:
+            for (partition, entries), futures in zip(by_partition.items(), sent, strict=True):
                 offsets = await self._offsets(futures)
                 writes.extend(
                     ChangelogWrite(event_id, state,
@@ -316,11 +316,29 @@ class CommandProcessor:
             for write in writes:
                 self.open_jobs.track(write.key, write.value)
         # 4. The outcomes, once the states they name are in the changelog.
-        await self._delivered([await self._send(OUTCOME.name, partition, records)
-                               for partition, records in batch.outcomes.items()])
+        await self._step([(OUTCOME.name, partition, records)
+                          for partition, records in batch.outcomes.items()])
         for (topic, _), records in batch.announce.items():
             self._out[topic].inc(len(records))
         self._out[OUTCOME.name].inc(sum(map(len, batch.outcomes.values())))
+
+    async def _step(self, sends: list[tuple[str, int, list[tuple[bytes | None, bytes]]]]
+                    ) -> list[list[tuple[int, asyncio.Future[Any]]]]:
+        """One step of the protocol: send, and wait until the broker has all of it. A broker
+        away longer than the producer waits (its batches expire) fails the step, which is
+        sent again whole, until it goes through: a record sent twice is a duplicate the
+        protocol already allows, a batch given up would be a loss."""
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception_type(KafkaError),
+            wait=wait_exponential(multiplier=0.5, max=10),
+            before_sleep=lambda s: log.warning("delivery failed, sending again: %s",
+                                               s.outcome.exception() if s.outcome else ""),
+        ):
+            with attempt:
+                sent = [await self._send(topic, partition, records)
+                        for topic, partition, records in sends]
+                await self._delivered(sent)
+        return sent
 
     async def _send(self, topic: str, partition: int,
                     records: list[tuple[bytes | None, bytes]]
