@@ -12,8 +12,9 @@ Commit protocol, once per batch (marked in `project_once` below):
 
 The linger adapts to the load: it is `LINGER_PER_WRITE` times as long as the last write
 took, at most `sink_max_linger_seconds`, and ends early when nothing comes for
-`sink_batch_seconds`. Idle or lightly loaded, writes take milliseconds, so a record waits
-milliseconds (read-your-writes stays quick). Under a backlog writes take
+`sink_batch_seconds`, or at once when the batch reaches the end of every partition it
+holds (nothing is waiting behind it). Idle or lightly loaded, a record waits for nothing
+but its own write (read-your-writes stays quick). Under a backlog writes take
 longer, batches grow, and an event's successive states (a job's progress, then its result,
 then the selection) fold into one row write instead of one each: the projector's cost per
 command falls as the load rises, as a checkpoint interval does for Kafka Streams' caches
@@ -172,7 +173,8 @@ class Projector:
         size = self.settings.sink_batch_size
         count = sum(len(records) for records in polled.values())
         deadline = time.monotonic() + self.linger
-        while count < size and (left := deadline - time.monotonic()) > 0:
+        while count < size and not self._caught_up(polled) and \
+                (left := deadline - time.monotonic()) > 0:
             wait = min(left, self.settings.sink_batch_seconds)
             more = await self.consumer.getmany(timeout_ms=max(1, int(wait * 1000)),
                                                max_records=size - count)
@@ -181,6 +183,15 @@ class Projector:
             for tp, records in more.items():
                 polled.setdefault(tp, []).extend(records)
                 count += len(records)
+
+    def _caught_up(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> bool:
+        """Whether the batch ends at each of its partitions' end (as the last fetch saw it):
+        then nothing is behind it to fold in, and waiting would only delay it."""
+        for tp, records in polled.items():
+            end = self.consumer.highwater(tp)
+            if end is None or end > records[-1].offset + 1:
+                return False
+        return True
 
     async def _commit(self) -> None:
         """Commit the written offsets of the partitions still ours: a rebalance (another
