@@ -84,8 +84,12 @@ def test_a_slow_redis_is_waited_for_never_a_503_nor_a_fallback(
     job = client.post(f"/api/events/{event_id}/ai-recommendations", json={},
                       headers=auth).json()["jobId"]
     expected = client.get(f"/api/events/{event_id}", headers=auth).json()
-    fell_back = metric(api_url, "eventpipe_api_read_fallbacks_total", 'reason="redis_down"')
     paths = [f"/api/events/{event_id}", f"/api/events/jobs/{job}/status"] * 8
+    # As many reads at once first: a pooled connection that an earlier Redis restart broke
+    # (a real outage, counted as one) is replaced now, not during the pause.
+    with ThreadPoolExecutor(len(paths)) as pool:
+        list(pool.map(lambda p: client.get(p, headers=auth), paths))
+    fell_back = metric(api_url, "eventpipe_api_read_fallbacks_total", 'reason="redis_down"')
     # Every command of every client waits (CLIENT PAUSE ALL): Redis is slow, not down.
     paused_redis.execute_command("CLIENT", "PAUSE", PAUSE_MS, "ALL")
     with ThreadPoolExecutor(len(paths)) as pool:
