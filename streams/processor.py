@@ -55,6 +55,16 @@ MAX_KEY_BYTES = 1024  # keys are eventIds (36 bytes)
 _timestamp = attrgetter("timestamp")
 
 
+def _forever(error: type[Exception], what: str, first_wait: float) -> AsyncRetrying:
+    """Retry on `error` until it succeeds, with exponential backoff up to 10 s, logging."""
+    return AsyncRetrying(
+        retry=retry_if_exception_type(error),
+        wait=wait_exponential(multiplier=first_wait, max=10),
+        before_sleep=lambda s: log.warning("%s: %s", what,
+                                           s.outcome.exception() if s.outcome else ""),
+    )
+
+
 class DeadLetter(Exception):
     def __init__(self, code: str, message: str) -> None:
         super().__init__(f"{code}: {message}")
@@ -166,7 +176,11 @@ class CommandProcessor:
             # Across topics, in the order they were produced; within one, in offset order.
             ordered = lists[0] if len(lists) == 1 else heapq.merge(*lists, key=_timestamp)
             for record in ordered:
-                await self._decide(record, batch)
+                try:
+                    self._decide(record, batch)
+                except RegistryUnavailable:
+                    await self._registry_answers(record)
+                    self._decide(record, batch)
         if not batch.ends:
             return
         await self._deliver(batch)
@@ -174,12 +188,10 @@ class CommandProcessor:
         self._next.update(batch.ends)
         self._observe(batch, time.perf_counter() - started)
 
-    async def _decide(self, record: Any, batch: Batch) -> None:
+    def _decide(self, record: Any, batch: Batch) -> None:
+        """Decide one record into the batch (RegistryUnavailable: nothing was added)."""
         try:
-            try:
-                command = self._command(record)
-            except RegistryUnavailable:
-                command = await self._command_once_registry_answers(record)
+            command = self._command(record)
             if command is None:
                 self._forward(record, batch)
                 return
@@ -230,17 +242,15 @@ class CommandProcessor:
             return None
         return command
 
-    async def _command_once_registry_answers(self, record: Any) -> Command | None:
-        # A writer schema not seen yet and the registry away: wait it out, never dead-letter.
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(RegistryUnavailable),
-            wait=wait_exponential(multiplier=0.2, max=10),
-            before_sleep=lambda s: log.warning("registry unavailable, retrying: %s",
-                                               s.outcome.exception() if s.outcome else ""),
-        ):
+    async def _registry_answers(self, record: Any) -> None:
+        """A writer schema not seen yet and the registry away: wait it out (once it answers,
+        the codec keeps the schema), never dead-letter."""
+        async for attempt in _forever(RegistryUnavailable, "registry unavailable", 0.2):
             with attempt:
-                return self._command(record)
-        return None  # not reached: the retry never gives up
+                try:
+                    self.codecs[record.topic].read(record.value)
+                except DecodeError:
+                    return  # the registry answered: the record is poison, decided as such
 
     def _apply(self, state: dict[str, Any] | None, command: Command) -> lifecycle.Decision:
         try:
@@ -328,12 +338,7 @@ class CommandProcessor:
         away longer than the producer waits (its batches expire) fails the step, which is
         sent again whole, until it goes through: a record sent twice is a duplicate the
         protocol already allows, a batch given up would be a loss."""
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception_type(KafkaError),
-            wait=wait_exponential(multiplier=0.5, max=10),
-            before_sleep=lambda s: log.warning("delivery failed, sending again: %s",
-                                               s.outcome.exception() if s.outcome else ""),
-        ):
+        async for attempt in _forever(KafkaError, "delivery failed, sending again", 0.5):
             with attempt:
                 sent = [await self._send(topic, partition, records)
                         for topic, partition, records in sends]
