@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +26,7 @@ from api.errors import ApiError
 from api.metrics import record_phase
 from sinks.redis import OUTCOME_CHANNEL, outcome_key
 from streams.codec import AvroCodec
-from streams.envelope import has_nul
-from streams.registry import record_namespace
+from streams.envelope import command_record, has_nul
 from streams.topics import TopicSpec
 from streams.vocabulary import ErrorCode
 
@@ -173,14 +171,8 @@ class CommandBus:
         if has_nul(payload):
             # PostgreSQL text cannot hold NUL: the pipeline would only dead-letter it.
             raise ApiError(ErrorCode.VALIDATION_ERROR, details=["text must not contain U+0000"])
-        command_id = str(uuid.uuid4())
-        envelope = {
-            "commandId": command_id,
-            "eventId": event_id,
-            "userId": user_id,
-            "occurredAt": time.time_ns() // 1_000_000,
-            "payload": (f"{record_namespace(spec)}.{command_type}", payload),
-        }
+        envelope = command_record(spec, command_type, event_id, user_id, payload)
+        command_id = envelope["commandId"]
         value = self.codecs[spec.name].encode(envelope)
         started = time.perf_counter()
         with self.waiter.expecting(command_id) as announced:

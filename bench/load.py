@@ -15,7 +15,6 @@ edits, discards); 2. the recommendation and image topics (both jobs, results, se
 
 from __future__ import annotations
 
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import date
@@ -24,7 +23,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from streams.codec import AvroCodec
-from streams.registry import record_namespace
+from streams.envelope import command_record
 from streams.topics import IMAGE, PUBLISH, PURPOSE, RECOMMENDATION, TopicSpec
 
 __all__ = ["Planned", "lifecycle", "plan", "preload"]
@@ -124,11 +123,8 @@ def plan(commands: int) -> list[list[Planned]]:
 
 
 def envelope(p: Planned, codecs: dict[str, AvroCodec]) -> bytes:
-    return codecs[p.spec.name].encode({
-        "commandId": str(uuid.uuid4()), "eventId": p.event_id, "userId": p.user_id,
-        "occurredAt": time.time_ns() // 1_000_000,
-        "payload": (f"{record_namespace(p.spec)}.{p.type}", p.payload),
-    })
+    return codecs[p.spec.name].encode(command_record(p.spec, p.type, p.event_id, p.user_id,
+                                                     p.payload))
 
 
 def preload(bootstrap: str, codecs: dict[str, AvroCodec], commands: list[Planned],

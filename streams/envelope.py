@@ -1,16 +1,34 @@
-"""Between the envelopes on the topics and the domain: a decoded command envelope to a
-`Command`, and a decision to the outcome and fact records that announce it. No Kafka or Faust
-in it, so the agents, the API and the benchmark's Quix topology share one reading of it."""
+"""The records on the topics, built and read in one place: the command envelope every
+producer of commands sends (API, job timer, collaborators, benchmark), its reading as a
+`Command`, the outcome and facts that announce a decision, and the dead letter. No Kafka or
+Faust in it, so the processor, the API, the workers and the Quix benchmark share it."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
 from streams.lifecycle import Command, Decision, Fact
+from streams.registry import record_namespace
 from streams.topics import AI_JOB, CONTENT_JOB, DISTRIBUTION_JOB, EVENT_TOPIC, TopicSpec
 
-__all__ = ["FACT_TOPICS", "fact_record", "has_nul", "outcome_record", "to_command"]
+__all__ = [
+    "FACT_TOPICS",
+    "MAX_COMMAND_BYTES",
+    "MAX_KEY_BYTES",
+    "command_record",
+    "dead_letter_record",
+    "fact_record",
+    "has_nul",
+    "now_ms",
+    "outcome_record",
+    "to_command",
+]
+
+# What the processor accepts as a command; a dead letter keeps at most this much of one.
+MAX_COMMAND_BYTES = 256 * 1024
+MAX_KEY_BYTES = 1024  # keys are eventIds (36 bytes)
 
 # Where each fact of the lifecycle goes; event-topic's facts travel in its envelope.
 FACT_TOPICS: dict[str, TopicSpec] = {
@@ -20,6 +38,40 @@ FACT_TOPICS: dict[str, TopicSpec] = {
     "ImageJobRequested": CONTENT_JOB,
     "DistributionRequested": DISTRIBUTION_JOB,
 }
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def command_record(spec: TopicSpec, command_type: str, event_id: str, user_id: str,
+                   payload: dict[str, Any], command_id: str | None = None,
+                   occurred_at_ms: int | None = None) -> dict[str, Any]:
+    """The envelope of one command on `spec`'s topic: a new commandId unless the producer
+    derives one (a job's report, a timeout), stamped now unless told when."""
+    return {
+        "commandId": command_id or str(uuid.uuid4()),
+        "eventId": event_id,
+        "userId": user_id,
+        "occurredAt": now_ms() if occurred_at_ms is None else occurred_at_ms,
+        "payload": (f"{record_namespace(spec)}.{command_type}", payload),
+    }
+
+
+def dead_letter_record(topic: str, partition: int, offset: int, key: bytes | None,
+                       value: bytes | None, code: str,
+                       reason: str) -> tuple[bytes | None, dict[str, Any]]:
+    """The DLQ's key and record for a message that cannot be applied, kept byte for byte
+    up to the command limits (a bigger one is cut, and the reason says so)."""
+    if len(key or b"") > MAX_KEY_BYTES or len(value or b"") > MAX_COMMAND_BYTES:
+        reason += (f" (DLQ keeps the first {MAX_KEY_BYTES} bytes of the key and"
+                   f" {MAX_COMMAND_BYTES} of the value; they had {len(key or b'')} and"
+                   f" {len(value or b'')})")
+        key = key[:MAX_KEY_BYTES] if key is not None else None
+        value = value[:MAX_COMMAND_BYTES] if value is not None else None
+    return key, {"topic": topic, "partition": partition, "offset": offset, "key": key,
+                 "value": value, "errorCode": code, "errorMessage": reason,
+                 "failedAt": now_ms()}
 
 
 def _plain(value: Any) -> Any:

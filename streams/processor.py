@@ -36,7 +36,17 @@ from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 from eventpipe.settings import Settings
 from streams import lifecycle, metrics
 from streams.codec import AvroCodec, DecodeError, RegistryUnavailable
-from streams.envelope import FACT_TOPICS, fact_record, has_nul, outcome_record, to_command
+from streams.envelope import (
+    FACT_TOPICS,
+    MAX_COMMAND_BYTES,
+    MAX_KEY_BYTES,
+    dead_letter_record,
+    fact_record,
+    has_nul,
+    now_ms,
+    outcome_record,
+    to_command,
+)
 from streams.faust_seam import commit_offsets
 from streams.lifecycle import Command, Inapplicable
 from streams.partitioner import partition_of
@@ -44,14 +54,10 @@ from streams.table import ChangelogRecord, ChangelogWrite, EventsTable
 from streams.timeouts import OpenJobs
 from streams.topics import COMMAND_TOPICS, DLQ, OUTCOME
 
-__all__ = ["MAX_COMMAND_BYTES", "CommandProcessor"]
+__all__ = ["CommandProcessor"]
 
 log = logging.getLogger(__name__)
 
-# A command is a few KB at most (a job's results): a bigger one is poison. The DLQ keeps at
-# most this much of a message, so its record stays under the producer's 1 MB request limit.
-MAX_COMMAND_BYTES = 256 * 1024
-MAX_KEY_BYTES = 1024  # keys are eventIds (36 bytes)
 _timestamp = attrgetter("timestamp")
 
 
@@ -70,10 +76,6 @@ class DeadLetter(Exception):
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass
@@ -214,7 +216,7 @@ class CommandProcessor:
             metrics.REJECTIONS.labels(decision.code.value).inc()
         batch.outcomes[partition].append(
             (key, self._codec_out[OUTCOME.name].write(outcome_record(command, decision,
-                                                                      _now_ms()))))
+                                                                      now_ms()))))
 
     def _command(self, record: Any) -> Command | None:
         """The record as a command; None when it sits on another partition than its key's
@@ -280,23 +282,10 @@ class CommandProcessor:
         log.warning("dead letter %s[%s]@%s: %s %s", record.topic, record.partition,
                     record.offset, code, reason)
         metrics.DEAD_LETTERS.labels(code).inc()
-        key, value = record.key, record.value
-        if len(key or b"") > MAX_KEY_BYTES or len(value or b"") > MAX_COMMAND_BYTES:
-            reason += (f" (DLQ keeps the first {MAX_KEY_BYTES} bytes of the key and"
-                       f" {MAX_COMMAND_BYTES} of the value; they had {len(key or b'')} and"
-                       f" {len(value or b'')})")
-            key = key[:MAX_KEY_BYTES] if key is not None else None
-            value = value[:MAX_COMMAND_BYTES] if value is not None else None
-        batch.announce[DLQ.name, record.partition].append((key, self._codec_out[DLQ.name].write({
-            "topic": record.topic,
-            "partition": record.partition,
-            "offset": record.offset,
-            "key": key,
-            "value": value,
-            "errorCode": code,
-            "errorMessage": reason,
-            "failedAt": _now_ms(),
-        })))
+        key, letter = dead_letter_record(record.topic, record.partition, record.offset,
+                                         record.key, record.value, code, reason)
+        batch.announce[DLQ.name, record.partition].append(
+            (key, self._codec_out[DLQ.name].write(letter)))
 
     # ------------------------------------------------------------ delivering
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from streams import lifecycle
 from streams.codec import AvroCodec
-from streams.registry import record_namespace
+from streams.envelope import command_record
 from streams.topics import IMAGE, RECOMMENDATION, TopicSpec
 
 __all__ = ["OpenJobs", "fail_overdue_jobs"]
@@ -87,15 +87,11 @@ async def fail_overdue_jobs(
             if now - job["createdAt"] < timeout_ms:
                 continue
             spec, record = TIMEOUT_FAILURES[job["jobType"]]
-            envelope = {
-                "commandId": str(uuid.uuid5(_TIMEOUT_NAMESPACE, job["jobId"])),
-                "eventId": event_id,
-                "userId": state["userId"],
-                "occurredAt": now,
-                "payload": (f"{record_namespace(spec)}.{record}",
-                            {"jobId": job["jobId"],
-                             "error": f"TIMEOUT: not finished within {timeout_ms // 1000} s"}),
-            }
+            envelope = command_record(
+                spec, record, event_id, state["userId"],
+                {"jobId": job["jobId"],
+                 "error": f"TIMEOUT: not finished within {timeout_ms // 1000} s"},
+                command_id=str(uuid.uuid5(_TIMEOUT_NAMESPACE, job["jobId"])), occurred_at_ms=now)
             await send(spec.name, event_id.encode(), codecs[spec.name].encode(envelope))
             sent += 1
     return sent

@@ -8,7 +8,7 @@ import time
 import uuid
 
 from eventpipe.settings import Settings
-from streams.processor import MAX_COMMAND_BYTES, MAX_KEY_BYTES
+from streams.envelope import MAX_COMMAND_BYTES, MAX_KEY_BYTES
 from streams.topics import DLQ, PURPOSE
 from tests.kafka_helpers import read_avro
 from tests.pipeline import Topics

@@ -30,7 +30,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from eventpipe.settings import Settings
 from streams.codec import AvroCodec, DecodeError, register_codecs
-from streams.registry import record_namespace
+from streams.envelope import command_record, dead_letter_record, now_ms
 from streams.topics import DLQ, TopicSpec
 
 __all__ = ["JobWorker", "Reporter", "report_id", "run_job_worker"]
@@ -44,28 +44,19 @@ def report_id(*parts: object) -> str:
     return str(uuid.uuid5(_REPORT_NAMESPACE, ":".join(str(p) for p in parts)))
 
 
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
 class Reporter:
     """Writes one job's reports to the topic the pipeline reads them from, keyed by event."""
 
     def __init__(self, producer: AIOKafkaProducer, codec: AvroCodec, job: dict[str, Any]) -> None:
         self._producer = producer
         self._codec = codec
-        self._namespace = record_namespace(codec.spec)
         self.job = job
         self.event_id = str(job["eventId"])
 
     async def send(self, record: str, payload: dict[str, Any], command_id: str) -> None:
-        value = self._codec.encode({
-            "commandId": command_id,
-            "eventId": self.event_id,
-            "userId": str(self.job["userId"]),
-            "occurredAt": _now_ms(),
-            "payload": (f"{self._namespace}.{record}", payload),
-        })
+        value = self._codec.encode(command_record(self._codec.spec, record, self.event_id,
+                                                  str(self.job["userId"]), payload,
+                                                  command_id=command_id))
         await self._producer.send_and_wait(self._codec.spec.name, value,
                                            key=self.event_id.encode())
 
@@ -143,7 +134,7 @@ class _Loop:
         except DecodeError as exc:
             await self._dead_letter(message, exc.code, exc.message)
             return
-        age_ms = _now_ms() - _millis(job.get("requestedAt"))
+        age_ms = now_ms() - _millis(job.get("requestedAt"))
         if self.worker.expires and age_ms > self.timeout_ms:
             log.info("%s: skipping job of event %s, %d s old (timed out already)",
                      self.worker.name, job["eventId"], age_ms // 1000)
@@ -162,12 +153,10 @@ class _Loop:
     async def _dead_letter(self, message: ConsumerRecord, code: str, reason: str) -> None:
         log.warning("dead letter %s[%s]@%s: %s %s", message.topic, message.partition,
                     message.offset, code, reason)
-        value = self.codecs[DLQ.name].encode({
-            "topic": message.topic, "partition": message.partition, "offset": message.offset,
-            "key": message.key, "value": message.value, "errorCode": code,
-            "errorMessage": reason, "failedAt": _now_ms(),
-        })
-        await self.producer.send_and_wait(DLQ.name, value, key=message.key)
+        key, letter = dead_letter_record(message.topic, message.partition, message.offset,
+                                         message.key, message.value, code, reason)
+        await self.producer.send_and_wait(DLQ.name, self.codecs[DLQ.name].encode(letter),
+                                          key=key)
 
 
 def _millis(value: Any) -> int:
