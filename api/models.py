@@ -8,7 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from streams.vocabulary import Channel, EventStatus
+from streams import vocabulary
+from streams.vocabulary import DESCRIPTION_CHARS, TEXT_LIMITS, Channel, EventStatus, ImageStyle
 
 __all__ = [
     "COMMON_RESPONSES",
@@ -19,7 +20,7 @@ __all__ = [
     "EventPage",
     "EventView",
     "JobAccepted",
-    "JobStatus",
+    "JobView",
     "PatchEventRequest",
     "PublishRequest",
     "PublishResult",
@@ -29,10 +30,8 @@ __all__ = [
     "SelectRecommendationRequest",
 ]
 
-_NAME = 200
-_TEXT = 5000
-
-ImageStyle = Literal["SIMPLE", "FANCY", "TRENDY"]
+_NAME, _TEXT = TEXT_LIMITS["eventName"], DESCRIPTION_CHARS
+# What a user can list by: every status but DISCARDED, which only the changelog keeps.
 ListableStatus = Literal["DRAFT", "PUBLISHED", "ENDED"]
 
 
@@ -41,7 +40,8 @@ class _Body(BaseModel):
 
 
 class PurposeRequest(_Body):
-    """Store fields are checked by the service (EVENT_002), not by the schema, as in seed 001."""
+    """Store fields are checked by the service, not by the schema, so a missing one gets
+    its own code (EVENT_002)."""
 
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "objective": "신규 고객 유치", "storeName": "맛있는집", "industry": "음식점",
@@ -49,9 +49,9 @@ class PurposeRequest(_Body):
     }]})
 
     objective: str = Field(max_length=_NAME, description="Korean label or code")
-    storeName: str | None = Field(None, max_length=_NAME)
-    industry: str | None = Field(None, max_length=100)
-    address: str | None = Field(None, max_length=500)
+    storeName: str | None = Field(None, max_length=TEXT_LIMITS["storeName"])
+    industry: str | None = Field(None, max_length=TEXT_LIMITS["industry"])
+    address: str | None = Field(None, max_length=TEXT_LIMITS["address"])
     storeId: uuid.UUID | None = None
 
 
@@ -89,7 +89,7 @@ class ContentGenerationRequest(_Body):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{
         "styles": ["SIMPLE", "TRENDY"], "platforms": ["INSTAGRAM", "GENIE_TV"]}]})
 
-    styles: list[ImageStyle] = Field(min_length=1, max_length=3)
+    styles: list[ImageStyle] = Field(min_length=1, max_length=len(ImageStyle))
     platforms: list[Channel] = Field(min_length=1, max_length=len(Channel))
 
 
@@ -189,10 +189,10 @@ class PublishResult(BaseModel):
     distributionResults: list[dict[str, Any]]
 
 
-class JobStatus(BaseModel):
+class JobView(BaseModel):
     jobId: str
-    jobType: Literal["AI_RECOMMENDATION", "IMAGE_GENERATION"]
-    status: Literal["PENDING", "PROCESSING", "COMPLETED", "FAILED"]
+    jobType: vocabulary.JobType
+    status: vocabulary.JobStatus
     progress: int
     message: str | None = None
     error: str | None = None

@@ -1,5 +1,5 @@
-"""`eventpipe demo`: the whole flow of seeds 001-004 through the API, as a shop owner's app
-would drive it, showing each step and each job's progress as it happens.
+"""`eventpipe demo`: the whole flow (purpose, recommendations, images, publish) through the
+API, as a shop owner's app would drive it, showing each step and each job's progress as it happens.
 
 It uses nothing but HTTP: it is also a check that a running system (`make run`) works end to
 end. Every step that fails stops the demo with the API's error code and message.
@@ -96,7 +96,7 @@ class Demo:
         raise DemoFailed(f"{title}: no outcome for command {command_id}")
 
     def _follow(self, job_id: str, what: str) -> dict[str, Any]:
-        """Poll the job as seed 004's client does, with a progress bar."""
+        """Poll the job as the app does, with a progress bar."""
         columns = (TextColumn("   {task.description}"), BarColumn(),
                    TextColumn("{task.percentage:>3.0f}%  {task.fields[status]}"))
         with Progress(*columns, console=self.console, transient=False) as bar:

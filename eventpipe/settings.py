@@ -52,7 +52,7 @@ class Settings(BaseSettings):
     sink_max_linger_seconds: float = 1.0
     sink_commit_seconds: float = 1.0  # written offsets are committed at most this often
 
-    # Redis key TTLs (SPEC 5).
+    # Redis key TTLs: drafts, job status, outcomes.
     ttl_draft_seconds: int = 1800
     ttl_session_seconds: int = 3600
     ttl_job_seconds: int = 3600
@@ -86,7 +86,7 @@ class Settings(BaseSettings):
     # Public base of this API, for the links it hands out (signed image URLs).
     public_base_url: str = "http://127.0.0.1:8000"
 
-    # Collaborator workers (SPEC 1: AI recommendations, images, distribution).
+    # Collaborator workers (AI recommendations, images, distribution).
     # Each reports progress in steps this far apart, so a client polling sees them.
     worker_step_seconds: float = 0.2
 
@@ -98,7 +98,7 @@ class Settings(BaseSettings):
     ai_timeout_seconds: float = 30.0
     ai_retries: int = 2
 
-    # Content worker: where images go, and how long their signed URLs live (seed 003: 7 days).
+    # Content worker: where images go, and how long their signed URLs live (7 days).
     blob_store: Literal["local", "azure"] = "local"
     blob_dir: str = ".stack/blobs"  # the local store; the API serves it through signed URLs
     blob_signing_key: str = "blob-signing-key-change-me-0123456789"

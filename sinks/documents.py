@@ -1,4 +1,4 @@
-"""The event as the API shows it (SPEC 6), computed once from a table state by the projector.
+"""The event as the API shows it , computed once from a table state by the projector.
 
 The same shape is rebuilt from PostgreSQL rows by `api.queries` when Redis misses.
 """

@@ -1,6 +1,6 @@
 """The projector: the `events` changelog and the outcomes topic into PostgreSQL and Redis.
 
-The changelog table is the source of truth (SPEC 10); both stores are projections of it.
+The changelog table is the source of truth; both stores are projections of it.
 Commit protocol, once per batch (marked in `project_once` below):
 
   1. poll a batch: wait up to `sink_batch_seconds` for a first record, then gather more for

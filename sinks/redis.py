@@ -1,4 +1,5 @@
-"""Redis projection: the hot keys of SPEC 5, written in one pipeline per batch.
+"""Redis projection: the hot keys the API reads (drafts, jobs, outcomes), written in one
+pipeline per batch.
 
 Hashes are replaced only by a newer version (a Lua check-and-set, so the guard and the write
 are one step); every key gets its TTL again on each write.

@@ -12,6 +12,7 @@ from typing import Any
 from streams.lifecycle import Command, Decision, Fact
 from streams.registry import record_namespace
 from streams.topics import AI_JOB, CONTENT_JOB, DISTRIBUTION_JOB, EVENT_TOPIC, TopicSpec
+from streams.vocabulary import OutcomeStatus
 
 __all__ = [
     "FACT_TOPICS",
@@ -131,7 +132,7 @@ def outcome_record(command: Command, decision: Decision, decided_at_ms: int) -> 
         "eventId": command.event_id,
         "userId": command.user_id,
         "commandType": command.type,
-        "status": "ACCEPTED" if decision.accepted else "REJECTED",
+        "status": (OutcomeStatus.ACCEPTED if decision.accepted else OutcomeStatus.REJECTED).value,
         "code": decision.code.value if decision.code else None,
         "message": decision.message,
         "details": list(decision.details),

@@ -1,4 +1,5 @@
-"""The event state machine (SPEC 4) as plain functions over plain data: no Kafka here.
+"""The event state machine as plain functions over plain data: no Kafka here. An event is a
+DRAFT, then PUBLISHED, then ENDED; a DRAFT may be discarded.
 
 `apply(state, command)` returns a `Decision`: the next state (or the same one), the command's
 outcome, and the facts to announce. States are JSON-ready dicts, replaced, never mutated, so
@@ -17,7 +18,14 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
-from streams.vocabulary import ErrorCode, EventStatus, error_message
+from streams.vocabulary import (
+    TEXT_LIMITS,
+    ErrorCode,
+    EventStatus,
+    JobStatus,
+    JobType,
+    error_message,
+)
 
 __all__ = [
     "Command",
@@ -33,17 +41,11 @@ EventState = dict[str, Any]
 RECENT_COMMANDS_KEPT = 64  # commandIds remembered per event, for idempotence
 RECOMMENDATIONS_PER_JOB = 3
 _STORE_NAMESPACE = uuid.UUID("5b0f6a0e-4f0c-4a7b-9a53-7f3d1f1e2c10")
-AI_RECOMMENDATION = "AI_RECOMMENDATION"
-IMAGE_GENERATION = "IMAGE_GENERATION"
-FINISHED_JOB = frozenset({"COMPLETED", "FAILED"})
-# The ERD's column sizes for the texts a command carries (description is TEXT). The API
-# checks them first; a command produced straight to Kafka that exceeds one would stop the
-# PostgreSQL projection, so it is refused here and goes to the DLQ instead.
-TEXT_LIMITS: dict[str, int] = {
-    "storeName": 200, "industry": 100, "address": 500, "eventName": 200, "title": 200,
-    "prize": 200, "method": 200, "cost": 100, "roi": 100, "promotionType": 50,
-    "targetAudience": 100, "imageUrl": 500,
-}
+AI_RECOMMENDATION = JobType.AI_RECOMMENDATION.value
+IMAGE_GENERATION = JobType.IMAGE_GENERATION.value
+_PENDING, _PROCESSING = JobStatus.PENDING.value, JobStatus.PROCESSING.value
+_COMPLETED, _FAILED = JobStatus.COMPLETED.value, JobStatus.FAILED.value
+FINISHED_JOB = frozenset({_COMPLETED, _FAILED})
 
 
 @dataclass(frozen=True)
@@ -206,7 +208,7 @@ def _with_job(state: EventState, job: dict[str, Any]) -> dict[str, Any]:
 
 
 def _new_job(cmd: Command, job_type: str) -> dict[str, Any]:
-    return {"jobId": cmd.payload["jobId"], "jobType": job_type, "status": "PENDING",
+    return {"jobId": cmd.payload["jobId"], "jobType": job_type, "status": _PENDING,
             "progress": 0, "error": None, "createdAt": cmd.occurred_at,
             "updatedAt": cmd.occurred_at, "completedAt": None}
 
@@ -245,7 +247,7 @@ def _progress(job_type: str) -> Callable[[EventState, Command], Decision]:
         progress = max(0, min(100, int(cmd.payload["progress"])))
         if job["status"] in FINISHED_JOB or progress < job["progress"]:
             return _unchanged(state, cmd)  # never backwards
-        job = {**job, "status": "PROCESSING", "progress": progress, "updatedAt": cmd.occurred_at}
+        job = {**job, "status": _PROCESSING, "progress": progress, "updatedAt": cmd.occurred_at}
         return _accept(state, cmd, _with_job(state, job))
     return handle
 
@@ -255,14 +257,14 @@ def _failed(job_type: str) -> Callable[[EventState, Command], Decision]:
         job = _job(state, cmd.payload["jobId"], job_type)
         if job["status"] in FINISHED_JOB:
             return _unchanged(state, cmd)
-        job = {**job, "status": "FAILED", "error": cmd.payload["error"],
+        job = {**job, "status": _FAILED, "error": cmd.payload["error"],
                "updatedAt": cmd.occurred_at, "completedAt": cmd.occurred_at}
         return _accept(state, cmd, _with_job(state, job))
     return handle
 
 
 def _completed(job: dict[str, Any], cmd: Command) -> dict[str, Any]:
-    return {**job, "status": "COMPLETED", "progress": 100, "error": None,
+    return {**job, "status": _COMPLETED, "progress": 100, "error": None,
             "updatedAt": cmd.occurred_at, "completedAt": cmd.occurred_at}
 
 
@@ -323,7 +325,7 @@ def _select_image(state: EventState, cmd: Command) -> Decision:
 # ------------------------------------------------------------------ publish and end
 
 def publish_blockers(state: EventState, channels: list[str]) -> list[str]:
-    """What a DRAFT still lacks to be published (seed 002's readiness)."""
+    """What a DRAFT still lacks to be published: each missing item by name."""
     missing = []
     if not state.get("objective"):
         missing.append("objective")

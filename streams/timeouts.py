@@ -1,4 +1,4 @@
-"""Job timeouts (seed 003): a job unfinished `JOB_TIMEOUT_SECONDS` after its request fails.
+"""Job timeouts: a job unfinished `JOB_TIMEOUT_SECONDS` after its request fails.
 
 The timer does not touch the table: it writes the failure to the job's topic, keyed by the
 event, so the agent owning that partition applies it like any worker's report. The

@@ -1,4 +1,6 @@
-"""The words of the domain, shared by the pipeline and the API: objectives, channels, errors."""
+"""The words and sizes of the domain, written once for the rules, the API, the sinks and the
+collaborators: enums, error codes and the text limits of the PostgreSQL columns.
+`tests/test_contract.py` holds them against the Avro schemas and the migrations."""
 
 from __future__ import annotations
 
@@ -6,14 +8,43 @@ from enum import StrEnum
 
 __all__ = [
     "CHANNEL_LABELS",
+    "DESCRIPTION_CHARS",
     "OBJECTIVE_LABELS",
+    "TEXT_COLUMNS",
+    "TEXT_LIMITS",
     "Channel",
+    "DeliveryStatus",
     "ErrorCode",
     "EventStatus",
+    "ImageStyle",
+    "JobStatus",
+    "JobType",
     "Objective",
+    "OutcomeStatus",
     "error_message",
     "parse_objective",
 ]
+
+# The ERD's column of each text a command carries, by field name: (table, column, characters).
+# The API refuses a longer one (422); the rules refuse one produced straight to Kafka (DLQ),
+# since it would stop the PostgreSQL projection; the AI's answer is held to them too.
+TEXT_COLUMNS: dict[str, tuple[str, str, int]] = {
+    "storeName": ("events", "store_name", 200),
+    "industry": ("events", "industry", 100),
+    "address": ("events", "address", 500),
+    "eventName": ("events", "event_name", 200),
+    "title": ("ai_recommendations", "event_name", 200),
+    "prize": ("ai_recommendations", "prize", 200),
+    "method": ("ai_recommendations", "method", 200),
+    "cost": ("ai_recommendations", "cost", 100),
+    "roi": ("ai_recommendations", "roi", 100),
+    "promotionType": ("ai_recommendations", "promotion_type", 50),
+    "targetAudience": ("ai_recommendations", "target_audience", 100),
+    "imageUrl": ("generated_images", "image_url", 500),
+}
+TEXT_LIMITS: dict[str, int] = {name: size for name, (_, _, size) in TEXT_COLUMNS.items()}
+# Descriptions are TEXT columns: this bound is the API's and the AI answer's, not the ERD's.
+DESCRIPTION_CHARS = 5000
 
 
 class Objective(StrEnum):
@@ -33,7 +64,7 @@ _OBJECTIVE_BY_LABEL = {label: code for code, label in OBJECTIVE_LABELS.items()}
 
 
 def parse_objective(value: str) -> Objective | None:
-    """The Korean label of seed 001 or the code; None when it is neither."""
+    """The Korean label the app shows, or the code; None when it is neither."""
     text = value.strip()
     if text in _OBJECTIVE_BY_LABEL:
         return _OBJECTIVE_BY_LABEL[text]
@@ -62,12 +93,42 @@ CHANNEL_LABELS: dict[Channel, str] = {
 }
 
 
+class ImageStyle(StrEnum):
+    SIMPLE = "SIMPLE"
+    FANCY = "FANCY"
+    TRENDY = "TRENDY"
+
+
+class JobType(StrEnum):
+    AI_RECOMMENDATION = "AI_RECOMMENDATION"
+    IMAGE_GENERATION = "IMAGE_GENERATION"
+
+
+class JobStatus(StrEnum):
+    PENDING = "PENDING"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+
+
+class OutcomeStatus(StrEnum):
+    ACCEPTED = "ACCEPTED"
+    REJECTED = "REJECTED"
+
+
+class DeliveryStatus(StrEnum):
+    """One channel's delivery of a published event."""
+
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+
+
 class EventStatus(StrEnum):
     DRAFT = "DRAFT"
     PUBLISHED = "PUBLISHED"
     ENDED = "ENDED"
     # Kept only in the changelog table, so a replayed command of a thrown-away draft is
-    # recognised; the projections delete the event instead (SPEC 4: "discard").
+    # recognised; the projections delete the event instead (a discarded draft is gone).
     DISCARDED = "DISCARDED"
 
 

@@ -1,1 +1,2 @@
-"""Collaborator workers (SPEC 1): they consume the job topics and answer on the event topics."""
+"""Collaborator workers (AI recommendations, images, distribution): they consume the job
+topics and answer on the event topics."""

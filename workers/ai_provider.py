@@ -19,7 +19,7 @@ import openai
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from eventpipe.settings import Settings
-from streams.vocabulary import OBJECTIVE_LABELS, Objective
+from streams.vocabulary import DESCRIPTION_CHARS, OBJECTIVE_LABELS, TEXT_LIMITS, Objective
 from workers.recommendations import TIERS, recommend, recommendation_id, season_of
 
 __all__ = [
@@ -64,21 +64,21 @@ class RuleProvider:
         """Nothing to release."""
 
 
-# The model's answer, checked before use. Sizes follow the ai_recommendations columns.
+# The model's answer, checked before use, held to the sizes of the ai_recommendations columns.
 def _text(max_length: int = 1000) -> Any:
     return StringConstraints(strip_whitespace=True, min_length=1, max_length=max_length)
 
 
 class _Recommendation(BaseModel):
     model_config = ConfigDict(extra="ignore")  # a model-made recommendationId is dropped
-    title: Annotated[str, _text(200)]
-    prize: Annotated[str, _text(200)]
-    method: Annotated[str, _text(200)]
-    cost: Annotated[str, _text(50)]
-    roi: Annotated[str, _text(50)]
-    promotionType: Annotated[str, _text(50)]
-    targetAudience: Annotated[str, _text(100)]
-    description: Annotated[str, _text(2000)]
+    title: Annotated[str, _text(TEXT_LIMITS["title"])]
+    prize: Annotated[str, _text(TEXT_LIMITS["prize"])]
+    method: Annotated[str, _text(TEXT_LIMITS["method"])]
+    cost: Annotated[str, _text(TEXT_LIMITS["cost"])]
+    roi: Annotated[str, _text(TEXT_LIMITS["roi"])]
+    promotionType: Annotated[str, _text(TEXT_LIMITS["promotionType"])]
+    targetAudience: Annotated[str, _text(TEXT_LIMITS["targetAudience"])]
+    description: Annotated[str, _text(DESCRIPTION_CHARS)]
 
 
 class _TrendAnalysis(BaseModel):
@@ -98,8 +98,10 @@ _SYSTEM_PROMPT = (
     "고비용 순서입니다. 다른 설명 없이 다음 형태의 JSON 객체 하나만 답하세요: "
     '{"trendAnalysis": {"industryTrends": [문자열...], "regionalTrends": [문자열...], '
     '"seasonalTrends": [문자열...]}, "recommendations": [{"title": 문자열, "prize": 문자열, '
-    '"method": 문자열, "cost": 문자열, "roi": 문자열, "promotionType": 문자열(50자 이내), '
-    '"targetAudience": 문자열(100자 이내), "description": 문자열}, ...3개]}'
+    '"method": 문자열, "cost": 문자열, "roi": 문자열, '
+    f'"promotionType": 문자열({TEXT_LIMITS["promotionType"]}자 이내), '
+    f'"targetAudience": 문자열({TEXT_LIMITS["targetAudience"]}자 이내), '
+    '"description": 문자열}, ...3개]}'
 )
 
 

@@ -18,7 +18,7 @@ __all__ = ["AiWorker"]
 
 log = logging.getLogger(__name__)
 
-# Progress reported before the proposal is asked for: what seed 004's poller shows.
+# Progress reported before the proposal is asked for: what the app's poller shows first.
 PROGRESS_STEPS = (10, 40, 70)
 
 

@@ -6,7 +6,7 @@ Two stores behind one `BlobStore` protocol, chosen by `BLOB_STORE`:
   `GET /blobs/{name}?token=...`. The token is an itsdangerous signature (`BLOB_SIGNING_KEY`)
   of the name and the moment the link expires, so, like a SAS, the link itself is the
   credential and carries its own expiry (`BLOB_URL_TTL_SECONDS`, 7 days).
-- `AzureBlobStore`: Azure Blob Storage (Azurite locally), seed 003's BlobStorageUploader: a
+- `AzureBlobStore`: Azure Blob Storage (Azurite locally), the original BlobStorageUploader: a
   private container (no public access), and a read-only SAS valid 7 days on each blob URL.
 
 Both try an upload `BLOB_UPLOAD_ATTEMPTS` (3) times with exponential backoff (tenacity).

@@ -4,7 +4,7 @@ Seed 003's "adapter pattern: one Channel Adapter for every channel API". Two ada
 
 - `LogAdapter`: the seed's Sprint 2 — no external call; each delivery is recorded in the
   `distribution_log` table and succeeds at once.
-- `HttpAdapter`: seed 002's synchronous call, `POST /api/distribution/distribute`
+- `HttpAdapter`: the Distribution Service's synchronous call, `POST /api/distribution/distribute`
   `{eventId, channels, content}` to a Distribution Service, one channel per call, bounded by
   a timeout (70 s), retried, and guarded by a circuit breaker per channel.
 
@@ -35,7 +35,7 @@ from tenacity import (
 )
 
 from eventpipe.settings import Settings
-from streams.vocabulary import Channel
+from streams.vocabulary import Channel, DeliveryStatus
 
 __all__ = [
     "CIRCUIT_OPEN",
@@ -89,7 +89,7 @@ class Delivery:
         )
 
     def content(self) -> dict[str, str | None]:
-        """The `content` of seed 002's request body."""
+        """The `content` of the Distribution Service's request body."""
         return {
             "title": self.title, "description": self.description, "imageUrl": self.imageUrl,
             "startDate": self.startDate.isoformat() if self.startDate else None,
@@ -254,12 +254,12 @@ async def _deliver_one(adapter: ChannelAdapter, delivery: Delivery,
         await adapter.deliver(delivery, channel)
     except DeliveryError as exc:
         log.warning("delivery of %s to %s failed: %s", delivery.eventId, channel, exc)
-        return {"channel": channel, "status": "FAILED", "message": str(exc)}
+        return {"channel": channel, "status": DeliveryStatus.FAILED.value, "message": str(exc)}
     except Exception as exc:  # one channel's fault must not cost the others their result
         log.exception("delivery of %s to %s failed", delivery.eventId, channel)
-        return {"channel": channel, "status": "FAILED",
+        return {"channel": channel, "status": DeliveryStatus.FAILED.value,
                 "message": f"{type(exc).__name__}: {exc}"[:300]}
-    return {"channel": channel, "status": "SUCCESS", "message": None}
+    return {"channel": channel, "status": DeliveryStatus.SUCCESS.value, "message": None}
 
 
 async def distribute(adapter: ChannelAdapter, delivery: Delivery) -> list[dict[str, str | None]]:

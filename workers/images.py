@@ -1,6 +1,6 @@
 """Event images: one PNG per (style, platform), the event's Korean text drawn with Pillow.
 
-Sizes follow what each channel shows (`PLATFORM_SIZES`); the three styles of seed 003 differ
+Sizes follow what each channel shows (`PLATFORM_SIZES`); the three styles differ
 in palette, layout and decoration. Text is wrapped to its box and its size shrunk until it
 fits, so any title fits any canvas. The font must draw Hangul (Debian's fonts-nanum,
 `IMAGE_FONT_PATH`): a missing file or a font without Hangul fails the image with a clear

@@ -4,7 +4,7 @@ Pure and deterministic: the same AiJobRequested record always gives the same tre
 and the same three recommendations (low, middle, high cost), ids included, so a replayed job
 changes nothing downstream. The tables below are the spec; read them top to bottom:
 
-1. TIERS: cost and expected ROI of each of the three recommendations (seed 004).
+1. TIERS: cost and expected ROI of each of the three recommendations, low to high.
 2. OBJECTIVES: what the event wants -> theme, target audience, promotion type and method per tier.
 3. INDUSTRIES: keywords found in the free-text industry -> prizes per tier and industry trends
    (first matching row wins; FALLBACK_INDUSTRY when none matches).
@@ -103,7 +103,7 @@ INDUSTRIES: tuple[IndustryProfile, ...] = (
          "테이크아웃과 모바일 선주문 비중이 늘고 있습니다")),
     IndustryProfile(
         ("음식점", "식당", "한식", "중식", "일식", "양식", "분식", "치킨", "피자", "고기", "주점"),
-        ("커피쿠폰", "상품권", "경품 추첨"),  # seed 004's example is a 음식점
+        ("커피쿠폰", "상품권", "경품 추첨"),  # the original design's example is a 음식점
         ("배달앱 리뷰와 지도 앱 평점이 첫 방문을 좌우합니다",
          "점심 세트와 1인 메뉴 수요가 꾸준히 늘고 있습니다")),
     IndustryProfile(

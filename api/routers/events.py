@@ -1,4 +1,4 @@
-"""Events: create a draft, read, list, edit, discard (SPEC 6)."""
+"""Events: create a draft, read, list, edit, discard."""
 
 from __future__ import annotations
 
@@ -35,7 +35,7 @@ _WRONG_STATE = {409: {"model": ErrorBody, "description": "EVENT_003"}}
 @router.post("/purposes", status_code=201, response_model=PurposeDraft, responses={
     202: {"model": Accepted}, 400: {"model": ErrorBody, "description": "EVENT_001, EVENT_002"}})
 async def select_purpose(body: PurposeRequest, user: CurrentUser, services: ServicesDep) -> Any:
-    """Step 1 (seed 001): pick an objective; creates a DRAFT through the pipeline."""
+    """Step 1: pick an objective; creates a DRAFT through the pipeline."""
     objective = parse_objective(body.objective)
     if objective is None:
         raise ApiError(ErrorCode.EVENT_001, details=[body.objective])

@@ -1,4 +1,4 @@
-"""Images: generate one per (style, platform), pick one (seed 003)."""
+"""Images: generate one per (style, platform), pick one."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Job status as seed 004 shows it."""
+"""Job status as the shop owner's app polls it: progress, then results or the error."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from fastapi import APIRouter, Response
 
 from api.auth import CurrentUser
 from api.errors import ApiError
-from api.models import COMMON_RESPONSES, ErrorBody, JobStatus
+from api.models import COMMON_RESPONSES, ErrorBody, JobView
 from api.services import ServicesDep
 from streams.vocabulary import ErrorCode
 
@@ -23,7 +23,7 @@ RUNNING_MESSAGE = {"AI_RECOMMENDATION": "AI가 분석 중입니다",
 FAILED_MESSAGE = "다시 시도해주세요"
 
 
-@router.get("/{jobId}/status", response_model=JobStatus, response_model_exclude_none=True,
+@router.get("/{jobId}/status", response_model=JobView, response_model_exclude_none=True,
             responses={404: {"model": ErrorBody, "description": "JOB_001"}})
 async def job_status(jobId: uuid.UUID, user: CurrentUser, services: ServicesDep) -> Any:
     """PENDING/PROCESSING with a message; COMPLETED with the results; FAILED with the error."""

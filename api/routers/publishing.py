@@ -1,4 +1,4 @@
-"""Publish a ready DRAFT, end a PUBLISHED event (seed 002)."""
+"""Publish a ready DRAFT, end a PUBLISHED event."""
 
 from __future__ import annotations
 

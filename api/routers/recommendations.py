@@ -1,4 +1,4 @@
-"""AI recommendations: ask for three, pick one (seeds 002, 004)."""
+"""AI recommendations: ask for three, pick one."""
 
 from __future__ import annotations
 
