@@ -9,7 +9,6 @@ a reply that is merely late is waited for, so load never turns into a fallback s
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,7 +20,8 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from sinks.documents import objective_label
+from sinks.documents import event_document, objective_label
+from sinks.postgres import read_state
 from sinks.redis import draft_key, job_key
 
 __all__ = ["EventQueries"]
@@ -152,62 +152,8 @@ class EventQueries:
 
     async def _event_from_postgres(self, event_id: str) -> tuple[dict[str, Any], int] | None:
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-            await cur.execute("SELECT * FROM events WHERE event_id = %s", (event_id,))
-            e = await cur.fetchone()
-            if e is None:
-                return None
-            await cur.execute(
-                "SELECT * FROM ai_recommendations WHERE event_id = %s ORDER BY created_at,"
-                " recommendation_id", (event_id,))
-            recs = await cur.fetchall()
-            await cur.execute(
-                "SELECT * FROM generated_images WHERE event_id = %s ORDER BY created_at, image_id",
-                (event_id,))
-            images = await cur.fetchall()
-            await cur.execute("SELECT * FROM jobs WHERE event_id = %s ORDER BY created_at",
-                              (event_id,))
-            jobs = await cur.fetchall()
-        doc = {
-            "eventId": str(e["event_id"]),
-            "userId": str(e["user_id"]),
-            "storeId": str(e["store_id"]),
-            "status": e["status"],
-            "objective": objective_label(e["objective"]),
-            "storeName": e["store_name"],
-            "industry": e["industry"],
-            "address": e["address"],
-            "eventName": e["event_name"],
-            "description": e["description"],
-            "startDate": e["start_date"].isoformat() if e["start_date"] else None,
-            "endDate": e["end_date"].isoformat() if e["end_date"] else None,
-            "channels": json.loads(e["channels"] or "[]"),
-            "recommendations": [
-                {"recommendationId": str(r["recommendation_id"]), "title": r["event_name"],
-                 "prize": r["prize"], "method": r["method"], "cost": r["cost"], "roi": r["roi"],
-                 "promotionType": r["promotion_type"], "targetAudience": r["target_audience"],
-                 "description": r["description"], "isSelected": r["is_selected"]}
-                for r in recs
-            ],
-            "images": [
-                {"imageId": str(i["image_id"]), "imageUrl": i["image_url"], "style": i["style"],
-                 "platform": i["platform"], "isSelected": i["is_selected"],
-                 "jobId": _str(i["job_id"])}
-                for i in images
-            ],
-            "trendAnalysis": e["trend_analysis"],
-            "selectedRecommendationId": _str(e["selected_recommendation_id"]),
-            "selectedImageId": _str(e["selected_image_id"]),
-            "selectedImageUrl": e["selected_image_url"],
-            "jobs": [
-                {"jobId": str(j["job_id"]), "jobType": j["job_type"], "status": j["status"],
-                 "progress": j["progress"], "error": j["error_message"]}
-                for j in jobs
-            ],
-            "distributionResults": e["distribution_results"],
-            "createdAt": _iso(e["created_at"]),
-            "updatedAt": _iso(e["updated_at"]),
-        }
-        return doc, int(e["version"])
+            state = await read_state(cur, event_id)
+        return None if state is None else (event_document(state), state["version"])
 
 
 def _str(value: Any) -> str | None:

@@ -1,7 +1,6 @@
-"""The event as the API shows it , computed once from a table state by the projector.
-
-The same shape is rebuilt from PostgreSQL rows by `api.queries` when Redis misses.
-"""
+"""The event as the API shows it, made from an event state in one place: by the projector
+for Redis, and by the API's PostgreSQL read path from the state its rows hold
+(`sinks.postgres.read_state`) when Redis misses."""
 
 from __future__ import annotations
 

@@ -1,15 +1,19 @@
-"""PostgreSQL projection: one transaction per batch, upserts guarded by the state version."""
+"""PostgreSQL projection: one transaction per batch, upserts guarded by the state version.
+The rows are a state's columns, so `read_state` turns them back into the state they came
+from, and the API's PostgreSQL read path shows the same document as Redis."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from psycopg import AsyncCursor
+from psycopg.rows import DictRow
 from psycopg_pool import AsyncConnectionPool
 
-__all__ = ["PostgresSink"]
+__all__ = ["PostgresSink", "read_state"]
 
 _EVENT_COLUMNS = (
     "event_id", "user_id", "store_id", "event_name", "description", "objective",
@@ -32,11 +36,12 @@ _DELETE_IMAGES = "DELETE FROM generated_images WHERE event_id = ANY(%s::uuid[])"
 _INSERT_RECOMMENDATION = (
     "INSERT INTO ai_recommendations (recommendation_id, event_id, event_name, description,"
     " promotion_type, target_audience, is_selected, created_at, updated_at, prize, method,"
-    " cost, roi) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " cost, roi, position) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _INSERT_IMAGE = (
     "INSERT INTO generated_images (image_id, event_id, image_url, style, platform,"
-    " is_selected, created_at, updated_at, job_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " is_selected, created_at, updated_at, job_id, position)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _UPSERT_JOB = (
     "INSERT INTO jobs (job_id, event_id, job_type, status, progress, error_message,"
@@ -54,11 +59,24 @@ _INSERT_OUTCOME = (
 )
 
 
+_EPOCH = datetime(1970, 1, 1)
+_MS = timedelta(milliseconds=1)
+
+
 def _ts(epoch_ms: int | None) -> datetime | None:
     # TIMESTAMP columns hold UTC without a zone, as the ERD declares them.
     if epoch_ms is None:
         return None
     return datetime.fromtimestamp(epoch_ms / 1000, UTC).replace(tzinfo=None)
+
+
+def _ms(ts: datetime | None) -> int | None:
+    """`_ts` undone, exactly (integer arithmetic, no float rounding)."""
+    return None if ts is None else (ts - _EPOCH) // _MS
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _event_row(s: dict[str, Any]) -> tuple[Any, ...]:
@@ -79,16 +97,16 @@ def _recommendation_rows(s: dict[str, Any]) -> list[tuple[Any, ...]]:
     at = _ts(s["updatedAt"])
     return [(r["recommendationId"], s["eventId"], r["title"], r["description"],
              r["promotionType"], r["targetAudience"], r["recommendationId"] == selected,
-             at, at, r["prize"], r["method"], r["cost"], r["roi"])
-            for r in s.get("recommendations") or []]
+             at, at, r["prize"], r["method"], r["cost"], r["roi"], position)
+            for position, r in enumerate(s.get("recommendations") or [])]
 
 
 def _image_rows(s: dict[str, Any]) -> list[tuple[Any, ...]]:
     selected = s.get("selectedImageId")
     at = _ts(s["updatedAt"])
     return [(i["imageId"], s["eventId"], i["imageUrl"], i["style"], i["platform"],
-             i["imageId"] == selected, at, at, i.get("jobId"))
-            for i in s.get("images") or []]
+             i["imageId"] == selected, at, at, i.get("jobId"), position)
+            for position, i in enumerate(s.get("images") or [])]
 
 
 def _job_rows(s: dict[str, Any]) -> list[tuple[Any, ...]]:
@@ -104,6 +122,56 @@ def _outcome_row(o: dict[str, Any]) -> tuple[Any, ...]:
         o["message"], json.dumps(o["details"], ensure_ascii=False), o["eventVersion"],
         _ts(o["decidedAt"]),
     )
+
+
+async def read_state(cur: AsyncCursor[DictRow], event_id: str) -> dict[str, Any] | None:
+    """The event's state as its rows hold it (a `dict_row` cursor), or None when there is
+    no such row. Only what the projection keeps: not the commandIds the rules remember."""
+    await cur.execute("SELECT * FROM events WHERE event_id = %s", (event_id,))
+    e = await cur.fetchone()
+    if e is None:
+        return None
+    await cur.execute("SELECT * FROM ai_recommendations WHERE event_id = %s"
+                      " ORDER BY position, recommendation_id", (event_id,))
+    recommendations = await cur.fetchall()
+    await cur.execute("SELECT * FROM generated_images WHERE event_id = %s"
+                      " ORDER BY position, image_id", (event_id,))
+    images = await cur.fetchall()
+    await cur.execute("SELECT * FROM jobs WHERE event_id = %s ORDER BY created_at, job_id",
+                      (event_id,))
+    jobs = await cur.fetchall()
+    return {
+        "eventId": str(e["event_id"]), "userId": str(e["user_id"]),
+        "storeId": str(e["store_id"]), "status": e["status"], "objective": e["objective"],
+        "storeName": e["store_name"], "industry": e["industry"], "address": e["address"],
+        "eventName": e["event_name"], "description": e["description"],
+        "startDate": e["start_date"].isoformat() if e["start_date"] else None,
+        "endDate": e["end_date"].isoformat() if e["end_date"] else None,
+        "channels": json.loads(e["channels"] or "[]"),
+        "recommendations": [
+            {"recommendationId": str(r["recommendation_id"]), "title": r["event_name"],
+             "prize": r["prize"], "method": r["method"], "cost": r["cost"], "roi": r["roi"],
+             "promotionType": r["promotion_type"], "targetAudience": r["target_audience"],
+             "description": r["description"]}
+            for r in recommendations],
+        "images": [
+            {"imageId": str(i["image_id"]), "imageUrl": i["image_url"], "style": i["style"],
+             "platform": i["platform"], "jobId": _str(i["job_id"])}
+            for i in images],
+        "trendAnalysis": e["trend_analysis"],
+        "selectedRecommendationId": _str(e["selected_recommendation_id"]),
+        "selectedImageId": _str(e["selected_image_id"]),
+        "selectedImageUrl": e["selected_image_url"],
+        "jobs": {str(j["job_id"]): {
+            "jobId": str(j["job_id"]), "jobType": j["job_type"], "status": j["status"],
+            "progress": j["progress"], "error": j["error_message"],
+            "createdAt": _ms(j["created_at"]), "updatedAt": _ms(j["updated_at"]),
+            "completedAt": _ms(j["completed_at"])} for j in jobs},
+        "distributionResults": e["distribution_results"],
+        "createdAt": _ms(e["created_at"]), "updatedAt": _ms(e["updated_at"]),
+        "publishedAt": _ms(e["published_at"]), "endedAt": _ms(e["ended_at"]),
+        "version": int(e["version"]),
+    }
 
 
 class PostgresSink:

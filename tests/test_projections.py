@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import uuid
@@ -10,6 +11,7 @@ from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
+import httpx
 import psycopg
 import pytest
 import redis
@@ -230,3 +232,30 @@ def test_check_finds_a_tampered_projection_and_rebuild_restores_it(
     assert pg.execute("SELECT event_name, version FROM events WHERE event_id = %s",
                       (event_id,)).fetchone() == ("원본", 2)
     assert topics.event(event_id)["eventName"] == "원본"
+
+
+def test_the_apis_postgresql_read_path_shows_the_redis_document_children_in_order(
+        settings: Settings, pg: psycopg.Connection, rds: redis.Redis, client: httpx.Client,
+        auth: dict[str, str], user_id: str, synthetic: None) -> None:
+    """Recommendations and images as the state lists them (not by id), selections, dates,
+    jobs and timestamps: the document from the rows is the document from the state."""
+    state = _state(3, "전체")
+    recs = sorted(state["recommendations"], key=lambda r: r["recommendationId"], reverse=True)
+    images = sorted(({"imageId": str(uuid.uuid4()), "imageUrl": f"/blobs/{n}.png",
+                      "style": "SIMPLE", "platform": "INSTAGRAM",
+                      "jobId": next(iter(state["jobs"]))} for n in range(3)),
+                    key=lambda i: i["imageId"], reverse=True)
+    state.update(userId=user_id, recommendations=recs, images=images,
+                 selectedRecommendationId=recs[1]["recommendationId"],
+                 selectedImageId=images[2]["imageId"], selectedImageUrl=images[2]["imageUrl"],
+                 startDate="2026-12-01", endDate="2026-12-31", description="설명",
+                 updatedAt=1_700_000_000_123)
+    _write(settings, state)
+    key = f"event:draft:{state['eventId']}"
+    from_redis = json.loads(rds.hget(key, "doc"))
+    assert [r["recommendationId"] for r in from_redis["recommendations"]] == [
+        r["recommendationId"] for r in recs]
+    rds.delete(key)  # a miss: the API reads PostgreSQL
+    from_postgres = client.get(f"/api/events/{state['eventId']}", headers=auth)
+    assert from_postgres.status_code == 200
+    assert from_postgres.json() == from_redis
