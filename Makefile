@@ -40,6 +40,7 @@ run: up
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/pylint --score=n api streams sinks workers eventpipe bench tests
 
 test: up lint
 	STACK_TEST_TOOLS=1 $(STACK) install

@@ -39,7 +39,8 @@ class Services:
             acks="all",
             # Not idempotent: once a batch expires while the broker is away, aiokafka's
             # idempotent producer fails every later send (OutOfOrderSequenceNumber) for
-            # good. A retry's duplicate is harmless: the pipeline dedupes by commandId.
+            # good. A retry's duplicate is harmless: the pipeline dedupes by commandId
+            # (docs/decisions/0010).
             enable_idempotence=False,
             linger_ms=1,
             # While the broker is away a request waits this long (the producer retrying),

@@ -1,28 +1,16 @@
 """The projector: the `events` changelog and the outcomes topic into PostgreSQL and Redis.
 
-The changelog table is the source of truth; both stores are projections of it.
-Commit protocol, once per batch (marked in `project_once` below):
+The changelog table is the source of truth; both stores are projections of it. Per batch
+(marked in `project_once`): 1. poll, lingering while more comes; 2. fold to the newest state
+per event and every outcome; 3. write PostgreSQL in one transaction; 4. write Redis in one
+pipeline, then announce the outcomes; 5. commit (at most every `sink_commit_seconds`).
 
-  1. poll a batch: wait up to `sink_batch_seconds` for a first record, then gather more for
-     the linger (below), up to `sink_batch_size` records;
-  2. fold it: the newest state per event, every outcome;
-  3. write PostgreSQL in one transaction;
-  4. write Redis in one pipeline, then announce the outcomes;
-  5. commit the written batches' offsets (at most every `sink_commit_seconds`).
-
-The linger adapts to the load: it is `LINGER_PER_WRITE` times as long as the last write
-took, at most `sink_max_linger_seconds`, and ends early when nothing comes for
-`sink_batch_seconds`, or at once when the batch reaches the end of every partition it
-holds (nothing is waiting behind it). Idle or lightly loaded, a record waits for nothing
-but its own write (read-your-writes stays quick). Under a backlog writes take
-longer, batches grow, and an event's successive states (a job's progress, then its result,
-then the selection) fold into one row write instead of one each: the projector's cost per
-command falls as the load rises, as a checkpoint interval does for Kafka Streams' caches
-or Quix Streams' sinks.
-
-A store that is down is retried with backoff until it is back (steps 3 and 4), never
-skipped, so step 5 only ever follows durable writes to both: at-least-once, and the
-version guards make the replay that follows a crash leave the stores as they were.
+The linger follows the load: `LINGER_PER_WRITE` times the last write, at most
+`sink_max_linger_seconds`, ended by `sink_batch_seconds` of quiet or at once when the batch
+reaches the end of every partition it holds, so a lone record waits for its own write only
+and a backlog folds an event's states into one write. A store that is down is retried until
+it is back, never skipped; version guards make a replay leave the stores as they were
+(docs/decisions/0008).
 """
 
 from __future__ import annotations

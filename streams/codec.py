@@ -3,7 +3,7 @@
 Decoding fetches the writer's schema by id (once, then cached) and resolves it against the
 reader's schema from `schemas/`, so a worker on v1 reads a v2 message that added a field.
 `read` decodes without the uuid and timestamp logical types (strings and epoch millis, as
-the event states keep them), which costs a third of `decode`.
+the event states keep them), which costs a third of `decode` (docs/decisions/0009).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ consumer group and its rebalances, timers and the web port, but takes the comman
 records off Faust's consumer as the batches aiokafka fetched, before Faust's per-record path
 (conductor, Event, stream, ack) sees them. Each private use below names the public behaviour
 it stands for; `tests/test_faust_seam.py` checks every one against the installed Faust, so an
-upgrade that renames or reshapes them fails there first.
+upgrade that renames or reshapes them fails there first (docs/decisions/0007).
 """
 
 from __future__ import annotations

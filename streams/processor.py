@@ -1,19 +1,12 @@
 """The command processor: one writer per event, batches end to end.
 
 Faust's consumer hands it each fetch of the four command topics (streams/faust_seam.py).
-They are co-partitioned by eventId, so partition p of every command topic, of the `events`
-table and of its changelog has this one loop as its only writer: no lock, no reordering
-between topics. A batch is decided in order per partition (`lifecycle.apply`), then
-delivered by the commit protocol in topology.md ("Delivery guarantee"):
-
-1. facts, dead letters and forwarded commands are sent, and the broker has them;
-2. each event's newest state is sent to the changelog once, and the broker has it;
-3. those states are written to the local store (with their changelog offsets);
-4. the outcomes are sent, and the broker has them;
-5. the batch's offsets are committed.
-
-A crash anywhere replays the batch: a command whose state reached the changelog is then a
-duplicate by commandId and re-announces only its outcome, whose facts went out before it.
+They are co-partitioned by eventId, so this loop is the only writer of partition p of every
+command topic, of the `events` table and of its changelog (docs/decisions/0001). A batch is
+decided in order per partition by `lifecycle.apply` (0002), then delivered: facts, dead
+letters and forwards; the newest state per event to the changelog; the store; the outcomes;
+the commit (0003, 0004). A crash replays the batch, and a replayed command whose state
+reached the changelog is a duplicate by commandId.
 """
 
 from __future__ import annotations
@@ -271,6 +264,7 @@ class CommandProcessor:
         return count
 
     def _forward(self, record: Any, batch: Batch) -> None:
+        """Re-produce it, bytes unchanged, to its key's partition (docs/decisions/0005)."""
         right = partition_of(record.key, self._partition_count(record.topic))
         log.warning("%s[%s]@%s: key %r belongs on partition %s (its producer does not hash"
                     " keys with murmur2); forwarded there", record.topic, record.partition,

@@ -4,7 +4,7 @@ The command processor is the table's one writer. It sends each batch's newest st
 event to the changelog itself, and writes the local store only once the broker has them,
 through the store's own `apply_changelog_batch` (the call Faust's recovery uses), so the
 store never holds a state the changelog lacks and a restart resumes from the right offset.
-Recovery and standby replicas are Faust's own.
+Recovery and standby replicas are Faust's own (docs/decisions/0004).
 
 Reads go through a bounded LRU of decoded states: an event's commands come close together,
 and a RocksDB read is a lookup and a JSON decode of a state that carries its child rows.

@@ -56,7 +56,7 @@ def test_from_purpose_to_ended_through_the_api(client: httpx.Client, auth: dict[
                                                user_id: str, topics: Topics) -> None:
     event_id = create(client, auth)
 
-    # AI recommendations (seed 004's polling).
+    # AI recommendations (polled as the app does).
     started = client.post(f"/api/events/{event_id}/ai-recommendations", json={}, headers=auth)
     assert started.status_code == 202, started.text
     job = started.json()["jobId"]

@@ -64,7 +64,7 @@ def wait_for(what: str, probe: Any, timeout: float = 60.0) -> Any:
 
 def follow_job(client: httpx.Client, auth: dict[str, str], job_id: str,
                timeout: float = 60.0) -> dict[str, Any]:
-    """Poll the job as seed 004's client does; every answer on the way must be well formed."""
+    """Poll the job as the app does; every answer on the way must be well formed."""
     seen: list[str] = []
 
     def finished() -> dict[str, Any] | None:
@@ -124,7 +124,7 @@ def test_purpose_to_published_through_the_api_alone(
         pg: psycopg.Connection) -> None:
     event_id, recs, images = ready_event(client, auth)
 
-    # Three recommendations, low to high cost, every field of seed 004 and the ERD filled.
+    # Three recommendations, low to high cost, every field of the card and the ERD filled.
     assert len(recs["recommendations"]) == 3
     for rec in recs["recommendations"]:
         assert all(str(rec[k]).strip() for k in ("title", "prize", "method", "cost", "roi",
@@ -187,7 +187,7 @@ def test_stopped_ai_worker_job_fails_by_timeout_with_the_seed_body(
 
 
 class DistributionService(BaseHTTPRequestHandler):
-    """Stands in for the external Distribution Service of seed 002: one channel is down."""
+    """Stands in for the external Distribution Service: one channel is down."""
 
     failing: ClassVar[str] = "INSTAGRAM"
     calls: ClassVar[Counter[str]] = Counter()
