@@ -3,9 +3,11 @@
 The worker keeps Faust for the app, the changelog-backed table, recovery, standbys, the
 consumer group and its rebalances, timers and the web port, but takes the command topics'
 records off Faust's consumer as the batches aiokafka fetched, before Faust's per-record path
-(conductor, Event, stream, ack) sees them. Each private use below names the public behaviour
-it stands for; `tests/test_faust_seam.py` checks every one against the installed Faust, so an
-upgrade that renames or reshapes them fails there first (docs/decisions/0007).
+(conductor, Event, stream, ack) sees them; and during a recovery it stores the changelog
+records fetched for active partitions in bulk, where Faust's recovery takes them one by one.
+Each private use below names the public behaviour it stands for; `tests/test_faust_seam.py`
+checks every one against the installed Faust, so an upgrade that renames or reshapes them
+fails there first (docs/decisions/0007).
 """
 
 from __future__ import annotations
@@ -17,7 +19,10 @@ import faust
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-__all__ = ["BatchHandler", "PipelineApp", "commit_offsets"]
+from streams.metrics import RESTORED_IN_BULK
+from streams.table import FetchedChangelogRecord
+
+__all__ = ["BatchHandler", "PipelineApp", "commit_offsets", "restore_in_bulk"]
 
 # Called with the command topics' records of one fetch, {tp: [aiokafka ConsumerRecord]}.
 BatchHandler = Callable[[dict[TP, list[Any]]], Awaitable[None]]
@@ -39,6 +44,8 @@ class BatchConsumer(faust_aiokafka.Consumer):
         router = getattr(app, "batch_topics", None)
         if not records or router is None:
             return records, active
+        if app.tables.recovery.in_recovery and self.flow_active:
+            restore_in_bulk(app, records, active)
         batch = {tp: rs for tp, rs in records.items() if tp.topic in router}
         if batch:
             records = {tp: rs for tp, rs in records.items() if tp.topic not in router}
@@ -83,6 +90,43 @@ class PipelineApp(faust.App):
 
     def _new_transport(self) -> Any:
         return BatchTransport(self.conf.broker_consumer, self)
+
+
+def restore_in_bulk(app: faust.App, records: dict[TP, list[Any]],
+                    active: set[TP] | None) -> int:
+    """Store the fetched changelog records of the partitions being recovered in one write
+    per partition, all but the last of each, which goes on through Faust's recovery so that
+    it sees its progress and ends as it would; returns how many were stored here.
+
+    Faust's recovery takes each record through its conductor, an Event, a queue and a
+    per-record loop; this does what that loop does for a run of records: apply them to the
+    table (`Table.apply_changelog_batch`, public) and advance the recovery's offsets.
+    Private: `Recovery.active_tps`, `tp_to_table`, `active_offsets` (the partitions being
+    recovered, their tables, and the last offset applied to each, which decides when the
+    recovery is done) and `flush_buffers` (applies what its loop has buffered, which is
+    older than these). Records Faust still holds in its queue are older too: a fetch that
+    meets a non-empty queue goes Faust's way, whole.
+    """
+    recovery = app.tables.recovery
+    if not app.tables.changelog_queue.empty():
+        return 0
+    runs = {tp: rs for tp, rs in records.items()
+            if len(rs) > 1 and tp in recovery.active_tps and (active is None or tp in active)}
+    if not runs:
+        return 0
+    recovery.flush_buffers()
+    stored = 0
+    for tp, rs in runs.items():
+        seen = recovery.active_offsets.get(tp)
+        run = [r for r in rs[:-1] if seen is None or r.offset > seen]
+        if run:
+            table = recovery.tp_to_table[tp]
+            table.apply_changelog_batch([FetchedChangelogRecord(table, r) for r in run])
+            recovery.active_offsets[tp] = run[-1].offset
+            stored += len(run)
+        records[tp] = rs[-1:]
+    RESTORED_IN_BULK.inc(stored)
+    return stored
 
 
 async def commit_offsets(app: faust.App, offsets: Mapping[TP, int]) -> bool:

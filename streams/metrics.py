@@ -10,7 +10,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 __all__ = ["BATCH_RECORDS", "BATCH_SECONDS", "CONSUMER_LAG", "DEAD_LETTERS", "FORWARDED",
-           "MESSAGES_IN", "MESSAGES_OUT", "REJECTIONS", "SinkStats"]
+           "MESSAGES_IN", "MESSAGES_OUT", "REJECTIONS", "RESTORED_IN_BULK", "SinkStats"]
 
 MESSAGES_IN = Counter("eventpipe_messages_in_total", "Messages consumed", ["topic"])
 MESSAGES_OUT = Counter("eventpipe_messages_out_total", "Messages produced", ["topic"])
@@ -27,6 +27,9 @@ BATCH_RECORDS = Histogram(
     "eventpipe_batch_records", "Command records in one fetched batch",
     buckets=(1, 10, 100, 1000, 5000, 10000, 20000),
 )
+RESTORED_IN_BULK = Counter(
+    "eventpipe_changelog_restored_in_bulk_total",
+    "Changelog records a recovery stored in bulk (the rest went through Faust's recovery loop)")
 CONSUMER_LAG = Gauge("eventpipe_consumer_lag", "Messages behind the high watermark",
                      ["topic", "partition"])
 

@@ -21,7 +21,7 @@ import faust
 from cachetools import LRUCache
 from faust.types import TP, EventT
 
-__all__ = ["ChangelogRecord", "ChangelogWrite", "EventsTable"]
+__all__ = ["ChangelogRecord", "ChangelogWrite", "EventsTable", "FetchedChangelogRecord"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +45,33 @@ class ChangelogWrite:
     key: str
     value: dict[str, Any]
     message: ChangelogRecord
+
+
+class FetchedChangelogRecord:
+    """A changelog record as fetched, shaped as the stores' `apply_changelog_batch` reads a
+    recovery event: the raw message (RocksDB stores its bytes as they are), and the key and
+    value decoded only when a store asks (the memory store keeps them decoded)."""
+
+    __slots__ = ("_table", "message")
+
+    def __init__(self, table: faust.Table, record: Any) -> None:
+        self._table = table
+        self.message = ChangelogRecord(record.topic, record.partition, record.offset,
+                                       record.key, record.value)
+
+    @property
+    def key(self) -> Any:
+        table = self._table
+        return table.app.serializers.loads_key(table.key_type, self.message.key,
+                                               serializer=table.key_serializer)
+
+    @property
+    def value(self) -> Any:
+        table, raw = self._table, self.message.value
+        if raw is None:
+            return None
+        return table.app.serializers.loads_value(table.value_type, raw,
+                                                 serializer=table.value_serializer)
 
 
 class EventsTable(faust.Table):

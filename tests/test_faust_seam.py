@@ -9,11 +9,13 @@ from pathlib import Path
 
 import faust
 import pytest
+from aiokafka.structs import ConsumerRecord
+from faust.tables import recovery as faust_recovery
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from streams.faust_seam import BatchConsumer, BatchTransport, PipelineApp
+from streams.faust_seam import BatchConsumer, BatchTransport, PipelineApp, restore_in_bulk
 from streams.table import ChangelogRecord, ChangelogWrite, EventsTable
 
 
@@ -66,3 +68,42 @@ def test_a_delivered_changelog_record_is_stored_as_recovery_stores_it(
     if store == "rocksdb://":
         # A restart reads the changelog from after the record the store holds.
         assert table.data.persisted_offset(TP(changelog, 2)) == 41
+
+
+def test_recoverys_loop_keeps_what_the_bulk_restore_advances() -> None:
+    # Faust's loop applies a changelog event when its offset is past `offsets[tp]` (the
+    # active offsets for an active partition), and the recovery is over when every active
+    # partition's offset reaches its highwater: the bulk restore advances the same counter.
+    slurp = inspect.getsource(faust_recovery.Recovery._slurp_changelogs.fun)  # a Service task
+    assert "offsets = active_offsets" in slurp and "offsets[tp] = offset" in slurp
+    assert "changelog_queue.get()" in slurp and "table.apply_changelog_batch(buf)" in slurp
+    assert "self.active_offsets" in inspect.getsource(faust_recovery.Recovery.active_remaining)
+    assert "table.apply_changelog_batch(buffer)" in inspect.getsource(
+        faust_recovery.Recovery.flush_buffers)
+
+
+@pytest.mark.parametrize("store", ["memory://", "rocksdb://"])
+def test_a_run_of_fetched_changelog_records_is_stored_in_bulk(tmp_path: Path,
+                                                              store: str) -> None:
+    app = PipelineApp("seam-test", broker="kafka://127.0.0.1:1", store=store,
+                      datadir=str(tmp_path))
+    table = app.tables.add(EventsTable(app, name="events", key_type=str, partitions=3,
+                                       beacon=app.tables.beacon))
+    changelog = table.changelog_topic.get_topic_name()
+    tp = TP(changelog, 1)
+    recovery = app.tables.recovery
+    recovery.add_active(table, tp)  # as Faust does for each assigned changelog partition
+    states = [{"eventId": f"e{n}", "version": n} for n in range(4)]
+    fetched = [ConsumerRecord(changelog, 1, 10 + n, 0, 0, *table.encode(s["eventId"], s),
+                              None, 0, 0, ()) for n, s in enumerate(states)]
+    records = {tp: fetched}
+
+    assert restore_in_bulk(app, records, None) == 3
+    assert records[tp] == fetched[-1:]  # the last goes on through Faust's loop
+    assert recovery.active_offsets[tp] == 12
+    assert [table.read(s["eventId"]) for s in states] == [*states[:3], None]
+    if store == "rocksdb://":
+        assert table.data.persisted_offset(tp) == 12
+    # A run Faust's loop has already applied is not stored again.
+    again = {tp: fetched[:3]}
+    assert restore_in_bulk(app, again, None) == 0 and again[tp] == fetched[2:3]

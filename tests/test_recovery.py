@@ -6,7 +6,9 @@ import shutil
 import time
 import uuid
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from streams.topics import PURPOSE, RECOMMENDATION
 from tests.conftest import WORKER_READY, Process
@@ -25,6 +27,8 @@ def test_restarted_worker_recovers_the_table_from_its_changelog(
     event_id = new_draft(topics, user)
     topics.apply(PURPOSE, event_id, user, "DraftUpdated", {**UPDATE, "eventName": "전"})
     assert topics.version(event_id) == 2
+    # More events on every partition, so a recovery fetches runs of records to store.
+    others = [new_draft(topics, user) for _ in range(12)]
 
     if lose_store:
         worker.stop(sig_kill=True)
@@ -37,6 +41,19 @@ def test_restarted_worker_recovers_the_table_from_its_changelog(
     assert int(after["eventVersion"]) == 3
     doc = topics.event(event_id)
     assert (doc["eventName"], doc["storeName"]) == ("후", "해피카페")
+    for other in others:
+        outcome = topics.apply(PURPOSE, other, user, "DraftUpdated", UPDATE)
+        assert (outcome["status"], int(outcome["eventVersion"])) == ("ACCEPTED", 2), outcome
+    if lose_store:
+        # The whole changelog was read back, most of it stored in bulk (streams/faust_seam).
+        assert _restored_in_bulk(worker) > 0
+
+
+def _restored_in_bulk(worker: Process) -> float:
+    url = f"http://127.0.0.1:{worker.env['WORKER_WEB_PORT']}/metrics"
+    samples = {s.name: s.value for family in text_string_to_metric_families(
+        httpx.get(url, timeout=10).text) for s in family.samples}
+    return samples["eventpipe_changelog_restored_in_bulk_total"]
 
 
 def test_an_unfinished_job_fails_by_timeout(topics: Topics) -> None:
