@@ -36,7 +36,7 @@ PARTITIONS = 2
 
 def _template() -> dict[str, Any]:
     """A realistic event state: a whole lifecycle applied by the rules."""
-    from streams.envelope import to_command  # the agents' own envelope-to-command step
+    from streams.envelope import to_command  # the processor's own envelope-to-command step
 
     codecs = register_codecs(os.environ["SCHEMA_REGISTRY_URL"])
     state = None

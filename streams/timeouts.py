@@ -1,13 +1,13 @@
 """Job timeouts: a job unfinished `JOB_TIMEOUT_SECONDS` after its request fails.
 
 The timer does not touch the table: it writes the failure to the job's topic, keyed by the
-event, so the agent owning that partition applies it like any worker's report. The
+event, so the processor owning that partition applies it like any worker's report. The
 commandId derives from the jobId, so a report sent twice has one effect.
 
-It looks only at `OpenJobs`, an index of the events that have an unfinished job, kept by the
-agents on every assignment and rebuilt from the table after each recovery. Scanning the whole
-table instead cost a full pass over every state per tick: seconds of CPU per second with a
-few tens of thousands of events, and hopeless with a million.
+It looks only at `OpenJobs`, an index of the events that have an unfinished job, kept by
+the processor on every stored state and rebuilt from the table after each recovery.
+Scanning the whole table instead cost a full pass over every state per tick: seconds of CPU
+per second with a few tens of thousands of events, and hopeless with a million.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The stream worker process: topics, schemas, migrations, then Faust (and the projector).
 
 By default the worker runs its projector in a child process (`WORKER_PROJECTOR=process`):
-the agents' event loop and the projector's decoding and store writes then each have a core,
-where in one loop the projector took about a third of the agents' time. The child is the
+the processor's event loop and the projector's decoding and store writes then each have a
+core, where in one loop the projector took about a third of the worker's time. The child is the
 same `Projector` as `eventpipe projector`; the worker starts it, starts it again if it dies,
 serves its figures at its own /metrics, and stops it when it stops (the child also stops by
 itself when the worker is gone, even after a `kill -9`). `task` runs the projector as a task
