@@ -207,7 +207,7 @@ class Projector:
         try:
             batch.outcomes.append(_outcome_record(self.outcome_codec.read(record.value)))
         except DecodeError as exc:
-            # Only our own processor writes this topic; a bad record is a bug to see, not to stall on.
+            # Only our processor writes this topic; a bad record is a bug to see, not to stall on.
             log.error("undecodable outcome at %s[%s]@%s: %s",
                       record.topic, record.partition, record.offset, exc)
 
