@@ -104,6 +104,7 @@ class CommandProcessor:
         self._out = {s.name: metrics.MESSAGES_OUT.labels(s.name)
                      for s in (*FACT_TOPICS.values(), OUTCOME, DLQ, *COMMAND_TOPICS)}
         self._lag: dict[TP, Any] = {}
+        self._rejected: dict[Any, Any] = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -206,7 +207,11 @@ class CommandProcessor:
                 batch.announce[spec.name, partition].append(
                     (key, self.codecs[spec.name].write(value)))
         if decision.code is not None:
-            metrics.REJECTIONS.labels(decision.code.value).inc()
+            rejected = self._rejected.get(decision.code)
+            if rejected is None:
+                rejected = self._rejected[decision.code] = metrics.REJECTIONS.labels(
+                    decision.code.value)
+            rejected.inc()
         batch.outcomes[partition].append(
             (key, self._codec_out[OUTCOME.name].write(outcome_record(command, decision,
                                                                       now_ms()))))
