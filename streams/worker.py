@@ -25,7 +25,7 @@ from eventpipe import LOG_FORMAT
 from eventpipe.settings import Settings
 from sinks.migrate import migrate
 from sinks.projector import Projector
-from streams.admin import ensure_topics
+from streams.admin import NotCopartitioned, ensure_topics
 from streams.app import build_pipeline
 from streams.metrics import SinkStats
 from streams.topics import OUTCOME
@@ -38,7 +38,10 @@ SUPERVISE_SECONDS = 1.0  # how often the worker looks at its projector child
 
 def prepare(settings: Settings) -> None:
     """Everything the pipeline needs before it consumes: topics and database schema."""
-    created = asyncio.run(ensure_topics(settings))
+    try:
+        created = asyncio.run(ensure_topics(settings))
+    except NotCopartitioned as exc:
+        raise SystemExit(f"eventpipe: {exc}") from None
     if created:
         log.info("created topics: %s", ", ".join(created))
     applied = migrate(settings.database_url)
