@@ -78,7 +78,9 @@ def build_pipeline(settings: Settings) -> Pipeline:
         app, name=EVENTS_TABLE, key_type=str, partitions=settings.topic_partitions,
         beacon=app.tables.beacon))
     open_jobs = OpenJobs()
-    processor = CommandProcessor(settings, app, events, codecs, open_jobs)
+    processor = CommandProcessor(app, events, codecs, open_jobs,
+                                 bootstrap_servers=settings.kafka_bootstrap_servers,
+                                 partitions=settings.topic_partitions)
     # The command topics are subscribed (so the group assigns them with the table's
     # partitions) but never streamed: their records go to the processor in batches, and it
     # commits them itself (acks off, so Faust neither tracks nor commits them).

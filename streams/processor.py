@@ -26,7 +26,6 @@ from aiokafka.errors import KafkaError
 from faust.types import TP
 from tenacity import AsyncRetrying, retry_if_exception_type, wait_exponential
 
-from eventpipe.settings import Settings
 from streams import lifecycle, metrics
 from streams.codec import AvroCodec, DecodeError, RegistryUnavailable
 from streams.envelope import (
@@ -85,10 +84,11 @@ class Batch:
 
 
 class CommandProcessor:
-    def __init__(self, settings: Settings, app: faust.App, events: EventsTable,
-                 codecs: dict[str, AvroCodec], open_jobs: OpenJobs) -> None:
-        self.settings = settings
+    def __init__(self, app: faust.App, events: EventsTable, codecs: dict[str, AvroCodec],
+                 open_jobs: OpenJobs, bootstrap_servers: str, partitions: int) -> None:
         self.app = app
+        self.bootstrap_servers = bootstrap_servers
+        self.partitions = partitions  # of a command topic Faust has no metadata for yet
         self.events = events
         self.codecs = codecs
         self.open_jobs = open_jobs
@@ -110,7 +110,7 @@ class CommandProcessor:
 
     async def start(self) -> None:
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            bootstrap_servers=self.bootstrap_servers,
             acks="all",
             linger_ms=0,
             # A batch of states (a few KiB each, with their child rows) in few requests.
@@ -264,7 +264,7 @@ class CommandProcessor:
     def _partition_count(self, topic: str) -> int:
         count = self._partitions.get(topic)
         if count is None:
-            count = self.app.consumer.topic_partitions(topic) or self.settings.topic_partitions
+            count = self.app.consumer.topic_partitions(topic) or self.partitions
             self._partitions[topic] = count
         return count
 
