@@ -66,3 +66,24 @@ def test_a_delivered_changelog_record_is_stored_as_recovery_stores_it(
     if store == "rocksdb://":
         # A restart reads the changelog from after the record the store holds.
         assert table.data.persisted_offset(TP(changelog, 2)) == 41
+
+
+def test_the_flags_not_consuming_reads_are_the_ones_faust_sets(tmp_path: Path) -> None:
+    from faust.tables import recovery
+
+    from streams.faust_seam import not_consuming
+
+    assert "self.rebalancing = True" in inspect.getsource(faust.App.on_rebalance_start)
+    assert "self.rebalancing = False" in inspect.getsource(faust.App.on_rebalance_end)
+    recovery_source = inspect.getsource(recovery.Recovery)
+    assert "self.app.in_recovery = True" in recovery_source
+    assert "self.app.in_recovery = False" in recovery_source
+    assert "consumer.resume_flow()" in inspect.getsource(recovery.Recovery._resume_streams)
+    app = PipelineApp("seam-test", broker="kafka://127.0.0.1:1", datadir=str(tmp_path))
+    assert not_consuming(app) is None or isinstance(not_consuming(app), str)
+    app.consumer.stop_flow()
+    assert not_consuming(app) == "consumer flow paused"
+    app.in_recovery = True
+    assert not_consuming(app) == "recovering the table"
+    app.rebalancing = True
+    assert not_consuming(app) == "rebalancing"
