@@ -32,7 +32,8 @@ __all__ = ["RESULTS_JSON", "Options", "Results", "as_data", "main", "throughput"
 
 console = Console()
 PARTITIONS = 2
-RESULTS_JSON = Path(__file__).resolve().parent / "results.json"
+HERE = Path(__file__).resolve().parent
+RESULTS_JSON = HERE / "results.json"
 
 
 @dataclass
@@ -149,7 +150,8 @@ def as_data(results: Results, machine: list[str]) -> dict[str, Any]:
     }
 
 
-def main(opts: Options) -> Results:
+def main(opts: Options, folder: Path = HERE) -> Results:
+    """Every step asked for, then results.json, RESULTS.md and the charts in `folder`."""
     from bench import charts, report
 
     results = Results(opts, datetime.now(UTC))
@@ -158,8 +160,9 @@ def main(opts: Options) -> Results:
         if not opts.only or name in opts.only:
             step(opts, results)
     data = as_data(results, report.machine())
-    RESULTS_JSON.write_text(json.dumps(data, indent=1) + "\n")
-    path = report.write(data)
-    drawn = charts.write(data, RESULTS_JSON.parent)
-    console.print(f"[bold]wrote {RESULTS_JSON}, {path}, {', '.join(p.name for p in drawn)}")
+    saved = folder / RESULTS_JSON.name
+    saved.write_text(json.dumps(data, indent=1) + "\n")
+    page = report.write(data, folder / report.RESULTS.name)
+    drawn = charts.write(data, folder)
+    console.print(f"[bold]wrote {saved}, {page}, {', '.join(p.name for p in drawn)}")
     return results

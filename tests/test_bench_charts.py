@@ -7,7 +7,9 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
-from bench import charts, report
+import pytest
+
+from bench import charts, report, run
 from bench.run import Options, Results, as_data
 from bench.throughput import PhaseTime, SystemResult
 
@@ -65,3 +67,33 @@ def test_without_figures_of_a_step_its_chart_is_not_drawn(tmp_path: Path) -> Non
     assert sorted(p.name for p in charts.write(data, tmp_path)) == ["latency.png",
                                                                     "throughput.png"]
     assert not (tmp_path / "recovery.png").exists()
+
+
+def test_a_run_writes_its_results_file_then_the_page_and_charts_from_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    sample = _sample()
+
+    def fill(opts: Options, results: Results) -> None:  # the three steps' figures at once
+        full = _results_of(sample)
+        results.phases, results.systems = full.phases, full.systems
+        results.latency, results.recovery = full.latency, full.recovery
+
+    monkeypatch.setattr(run, "throughput", fill)
+    monkeypatch.setattr(run, "latency", lambda opts, results: None)
+    monkeypatch.setattr(run, "recovery", lambda opts, results: None)
+    run.main(Options(), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "RESULTS.md", "latency.png", "recovery.png", "results.json", "throughput.png"]
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["systems"] == sample["systems"]
+    assert saved["latency"]["command"]["distribution"]["ms"] == [5.0, 20.0, 35.0, 80.0, 95.0]
+    assert (tmp_path / "RESULTS.md").read_text().startswith("# Benchmark results")
+
+
+def _results_of(data: dict) -> Results:
+    results = Results(Options(), datetime.now(UTC))
+    results.phases = data["phases"]
+    results.systems = [SystemResult(s["name"], [PhaseTime(**p) for p in s["phases"]],
+                                    s["peak_rss_mb"], s["statuses"]) for s in data["systems"]]
+    results.latency, results.recovery = data["latency"], data["recovery"]
+    return results
