@@ -150,9 +150,12 @@ class PipelineCheck:
     async def _ask(self) -> Result:
         admin = await self._admin_client()
         wanted = (*self.command_topics, *self.projected_topics)
-        described = await admin.describe_topics(list(wanted))
+        # Every topic's metadata, not the wanted ones by name: a Metadata request naming a
+        # topic lets the broker auto-create it (aiokafka asks allow_auto_topic_creation), and
+        # a readiness probe must never create a changelog with the broker's partition count.
+        described = await admin.describe_topics()
         partitions = {t["topic"]: {(t["topic"], p["partition"]) for p in t["partitions"]}
-                      for t in described if t["error_code"] == 0}
+                      for t in described if t["error_code"] == 0 and t["topic"] in wanted}
         missing = [t for t in wanted if not partitions.get(t)]
         if missing:
             down = {"status": "DOWN", "error": f"topics missing: {', '.join(missing)}"}
