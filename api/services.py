@@ -12,6 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 
 from api.commands import CommandBus, OutcomeWaiter
+from api.pipeline import PipelineCheck
 from api.queries import EventQueries
 from eventpipe.settings import Settings
 from streams.codec import register_codecs
@@ -29,6 +30,7 @@ class Services:
     waiter: OutcomeWaiter
     commands: CommandBus
     queries: EventQueries
+    pipeline: PipelineCheck
 
     @classmethod
     async def open(cls, settings: Settings) -> Services:
@@ -67,9 +69,11 @@ class Services:
         await waiter.start()
         commands = CommandBus(producer, codecs, waiter, settings.api_produce_timeout_seconds)
         queries = EventQueries(redis, raw, pool, waiter.next_batch)
-        return cls(settings, producer, redis, raw, pool, waiter, commands, queries)
+        return cls(settings, producer, redis, raw, pool, waiter, commands, queries,
+                   PipelineCheck(settings))
 
     async def close(self) -> None:
+        await self.pipeline.close()
         await self.waiter.stop()
         await self.producer.stop()
         await self.pool.close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -24,7 +25,8 @@ from typing import Any
 
 from bench.procs import ROOT
 
-__all__ = ["VEGETA", "Target", "attack", "ensure_vegeta", "results"]
+__all__ = ["PERCENTILES", "VEGETA", "Target", "attack", "distribution", "ensure_vegeta",
+           "results"]
 
 VEGETA_MODULE = "github.com/tsenart/vegeta/v12@v12.13.0"
 BIN = ROOT / "bench" / ".bin"
@@ -83,7 +85,24 @@ def attack(name: str, targets: list[Target], rate: int, seconds: float) -> dict[
     return {"requests": report["requests"], "seconds": report["duration"] / 1e9,
             "achieved_rate": report["rate"], "errors": report["requests"] - ok,
             "statuses": statuses, "p50": lat["50th"] / 1e6, "p95": lat["95th"] / 1e6,
-            "p99": lat["99th"] / 1e6, "max": lat["max"] / 1e6}
+            "p99": lat["99th"] / 1e6, "max": lat["max"] / 1e6,
+            "distribution": distribution(name)}
+
+
+# The latency at each of these percentiles is kept per request (results.json), for the
+# latency chart: the whole curve, not only p50/p95/p99.
+PERCENTILES = (0, 1, 5, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 100)
+
+
+def distribution(name: str) -> dict[str, list[float]]:
+    """{"percentiles": PERCENTILES, "ms": the latency at each} over every request of `name`
+    (nearest rank)."""
+    latencies = sorted(r["latency"] for r in results(name))
+    if not latencies:
+        return {"percentiles": [], "ms": []}
+    n = len(latencies)
+    ranks = [min(n - 1, max(0, math.ceil(p / 100 * n) - 1)) for p in PERCENTILES]
+    return {"percentiles": list(PERCENTILES), "ms": [latencies[i] / 1e6 for i in ranks]}
 
 
 def results(name: str) -> list[dict[str, Any]]:

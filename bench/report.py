@@ -1,7 +1,9 @@
 """bench/RESULTS.md from one run's figures: machine, versions, sizes, figures, ratios.
 
-The run writes the figures; the analysis (profiles, what moved each figure, what limits a
-missed target) is kept in bench/ANALYSIS.md by hand and appended as it is.
+The run writes its figures to bench/results.json (`bench.run.as_data`); this page and the
+charts (`bench.charts`) are both drawn from that data. The analysis (profiles, what moved
+each figure, what limits a missed target) is kept in bench/ANALYSIS.md by hand and appended
+as it is.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from bench.procs import ROOT
 
-__all__ = ["write"]
+__all__ = ["machine", "write"]
 
 RESULTS = ROOT / "bench" / "RESULTS.md"
 ANALYSIS = ROOT / "bench" / "ANALYSIS.md"
@@ -29,7 +31,8 @@ def _cmd(*argv: str) -> str:
         return "?"
 
 
-def _machine() -> list[str]:
+def machine() -> list[str]:
+    """The run's machine and versions, as the page's lines (kept in results.json)."""
     cpu = next((line.split(":", 1)[1].strip() for line in
                 Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "?")
@@ -59,60 +62,69 @@ def _kafka_version() -> str:
     return jars[0].name if jars else "see stack/stack.sh"
 
 
-def _throughput(results: Any) -> list[str]:
-    if not results.systems:
+def _throughput(data: dict[str, Any]) -> list[str]:
+    systems, phases = data.get("systems") or [], data.get("phases") or []
+    if not systems:
         return []
-    ours = results.systems[0]
+    ours = systems[0]
     lines = ["## 1. Stream throughput", "",
-             f"{sum(results.phases):,} commands in three phases "
-             f"({', '.join(map(str, results.phases))}), topics of 2 partitions, RocksDB stores.",
+             f"{sum(phases):,} commands in three phases "
+             f"({', '.join(map(str, phases))}), topics of 2 partitions, RocksDB stores.",
              "",
-             "| system | " + " | ".join(f"phase {i + 1} s" for i in range(len(results.phases)))
+             "| system | " + " | ".join(f"phase {i + 1} s" for i in range(len(phases)))
              + " | commands/s | vs one eventpipe worker | peak RSS MiB "
              "| projected events by status |",
-             "|---|" + "---|" * len(results.phases) + "---|---|---|---|"]
-    for s in results.systems:
-        phases = " | ".join(f"{p.seconds:.1f}" + (f" (did not finish: {p.missing} outcomes"
-                                                  " or states missing)" if p.missing else "")
-                            for p in s.phases)
-        statuses = ", ".join(f"{k} {v}" for k, v in sorted(s.statuses.items())) or "-"
-        rate = "-" if s.missing else f"{s.rate:,.0f}"
-        ratio = "-" if s.missing or ours.missing else f"{s.rate / ours.rate:.2f}"
-        lines.append(f"| {s.name} | {phases} | {rate} | {ratio} | "
-                     f"{s.peak_rss_mb:.0f} | {statuses} |")
+             "|---|" + "---|" * len(phases) + "---|---|---|---|"]
+    for s in systems:
+        cells = " | ".join(f"{p['seconds']:.1f}" + (f" (did not finish: {p['missing']} "
+                                                     "outcomes or states missing)"
+                                                     if p["missing"] else "")
+                           for p in s["phases"])
+        statuses = ", ".join(f"{k} {v}" for k, v in sorted(s["statuses"].items())) or "-"
+        rate = "-" if s["missing"] else f"{s['rate']:,.0f}"
+        ratio = "-" if s["missing"] or ours["missing"] else f"{s['rate'] / ours['rate']:.2f}"
+        lines.append(f"| {s['name']} | {cells} | {rate} | {ratio} | "
+                     f"{s['peak_rss_mb']:.0f} | {statuses} |")
     lines.append("")
     for peer, target in (("Quix Streams", 5.0), ("aiokafka consume", 0.2),
                          ("a Faust agent", None)):
-        other = next((s for s in results.systems if s.name.startswith(peer)), None)
-        if other is None or ours.missing or other.missing or not other.rate:
+        other = next((s for s in systems if s["name"].startswith(peer)), None)
+        if other is None or ours["missing"] or other["missing"] or not other["rate"]:
             continue
+        ratio = ours["rate"] / other["rate"]
         goal = "" if target is None else (
-            f" (target >= {target:g}: {'met' if ours.rate / other.rate >= target else 'missed'})")
-        lines.append(f"- {ours.name} / {other.name}: {ours.rate / other.rate:.2f}{goal}")
-    return [*lines, ""]
+            f" (target >= {target:g}: {'met' if ratio >= target else 'missed'})")
+        lines.append(f"- {ours['name']} / {other['name']}: {ratio:.2f}{goal}")
+    return [*lines, "", "![commands per second by system](throughput.png)", ""]
 
 
-def _latency(results: Any) -> list[str]:
-    if not results.latency:
+# (key, label, rate: "rate" or "query_rate", times the rate, short: the overload's length)
+LATENCY_ROWS = (
+    ("command", "POST /api/events/purposes (201 with the DRAFT)", "rate", 1, False),
+    ("bare", "GET a bare FastAPI route (the floor)", "query_rate", 1, False),
+    ("get_event", "GET /api/events/{id}", "query_rate", 1, False),
+    ("get_job", "GET /api/events/jobs/{jobId}/status", "query_rate", 1, False),
+    ("get_event_overload", "GET /api/events/{id}, twice the rate", "query_rate", 2, True),
+    ("get_list", "GET /api/events (list, PostgreSQL)", "query_rate", 1, True),
+)
+
+
+def _latency(data: dict[str, Any]) -> list[str]:
+    r = data.get("latency") or {}
+    if not r:
         return []
-    o, r = results.options, results.latency
-    short = r.get("overload_seconds", o.seconds)
+    o = data["options"]
+    short = r.get("overload_seconds", o["seconds"])
     lines = ["## 2-3. Command and query latency", "",
              "Load from vegeta (compiled, open loop) in its own process; the bare FastAPI "
              "route is the floor, under the same load in the same run.", "",
              "| request | rate asked | achieved | requests | p50 ms | p95 ms | p99 ms | max ms "
              "| errors | statuses |", "|---|---|---|---|---|---|---|---|---|---|"]
-    rows = (("command", "POST /api/events/purposes (201 with the DRAFT)", o.rate, o.seconds),
-            ("bare", "GET a bare FastAPI route (the floor)", o.query_rate, o.seconds),
-            ("get_event", "GET /api/events/{id}", o.query_rate, o.seconds),
-            ("get_job", "GET /api/events/jobs/{jobId}/status", o.query_rate, o.seconds),
-            ("get_event_overload", "GET /api/events/{id}, twice the rate",
-             2 * o.query_rate, short),
-            ("get_list", "GET /api/events (list, PostgreSQL)", o.query_rate, short))
-    for name, label, rate, seconds in rows:
+    for name, label, rate_key, times, is_short in LATENCY_ROWS:
         if name not in r:
             continue
         x = r[name]
+        rate, seconds = times * o[rate_key], short if is_short else o["seconds"]
         lines.append(f"| {label} | {rate}/s for {seconds} s | {x['achieved_rate']:.0f}/s | "
                      f"{x['requests']} | {x['p50']:.1f} | {x['p95']:.1f} | {x['p99']:.1f} | "
                      f"{x['max']:.0f} | {x['errors']} | {x['statuses']} |")
@@ -121,10 +133,12 @@ def _latency(results: Any) -> list[str]:
         lines += ["", "p99 against the bare route's: " + ", ".join(
             f"{name} {r[name]['p99'] / floor:.1f}x" for name in ("get_event", "get_job")
             if name in r) + "."]
-    rss = r["peak_rss_mb"]
-    lines += ["", f"Peak RSS in this run: worker {rss['worker']:.0f} MiB, "
-              f"API {rss['api']:.0f} MiB.", "", *_hops(r.get("hops"), o.rate)]
-    return lines
+    lines += ["", "![latency distribution per request](latency.png)"]
+    rss = r.get("peak_rss_mb")
+    if rss:
+        lines += ["", f"Peak RSS in this run: worker {rss['worker']:.0f} MiB, "
+                  f"API {rss['api']:.0f} MiB."]
+    return [*lines, "", *_hops(r.get("hops"), o["rate"])]
 
 
 def _hops(hops: dict[str, Any] | None, rate: int) -> list[str]:
@@ -138,8 +152,8 @@ def _hops(hops: dict[str, Any] | None, rate: int) -> list[str]:
     return [*lines, ""]
 
 
-def _recovery(results: Any) -> list[str]:
-    r = results.recovery
+def _recovery(data: dict[str, Any]) -> list[str]:
+    r = data.get("recovery") or {}
     if not r:
         return []
     return ["## 4. Recovery", "",
@@ -149,20 +163,26 @@ def _recovery(results: Any) -> list[str]:
             f"| cold (store empty: restores everything from the changelog) | "
             f"{r['cold_seconds']:.1f} | {r['cold_peak_rss_mb']:.0f} |",
             f"| restart (store kept) | {r['warm_seconds']:.1f} | {r['warm_peak_rss_mb']:.0f} |",
-            ""]
+            "", "![recovery time](recovery.png)", ""]
 
 
-def write(results: Any) -> Path:
-    o = results.options
+def render(data: dict[str, Any]) -> str:
+    """The page for one run's data (bench/results.json), ANALYSIS.md appended."""
+    o = data["options"]
     lines = ["# Benchmark results", "",
              "Written by `make bench` (`eventpipe bench`) from one run; the figures below are "
-             "this run's. The machine is shared and noisy: compare the systems by their ratios "
-             "within the run, not across runs.", "", *_machine(),
-             f"- sizes: BENCH_COMMANDS={o.commands}, BENCH_RATE={o.rate}, "
-             f"BENCH_SECONDS={o.seconds}, BENCH_QUERY_RATE={o.query_rate}, "
-             f"BENCH_RECOVERY_EVENTS={o.recovery_events}", "",
-             *_throughput(results), *_latency(results), *_recovery(results)]
+             "this run's (`bench/results.json`, which the charts are drawn from too). The "
+             "machine is shared and noisy: compare the systems by their ratios within the "
+             "run, not across runs.", "", *data["machine"],
+             f"- sizes: BENCH_COMMANDS={o['commands']}, BENCH_RATE={o['rate']}, "
+             f"BENCH_SECONDS={o['seconds']}, BENCH_QUERY_RATE={o['query_rate']}, "
+             f"BENCH_RECOVERY_EVENTS={o['recovery_events']}", "",
+             *_throughput(data), *_latency(data), *_recovery(data)]
     if ANALYSIS.exists():
         lines += [ANALYSIS.read_text()]
-    RESULTS.write_text("\n".join(lines) + "\n")
-    return RESULTS
+    return "\n".join(lines) + "\n"
+
+
+def write(data: dict[str, Any], path: Path = RESULTS) -> Path:
+    path.write_text(render(data))
+    return path

@@ -3,13 +3,20 @@
 Sizes come from options or the environment (BENCH_COMMANDS, BENCH_RATE, BENCH_SECONDS,
 BENCH_QUERY_RATE, BENCH_RECOVERY_EVENTS, BENCH_SYSTEMS). The defaults keep `make bench`
 within 20 minutes on a 2-core machine; a quick look is `BENCH_COMMANDS=20000 make bench`.
+
+The run's figures go to bench/results.json (`as_data`); bench/RESULTS.md (`bench.report`)
+and the charts beside it (`bench.charts`: throughput.png, latency.png, recovery.png) are
+both drawn from that file, so `python -m bench.charts` redraws them from it alone.
 """
 
 from __future__ import annotations
 
+import json
+import math
 import os
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -21,10 +28,12 @@ from bench.throughput import CeilingRun, FaustRun, QuixRun, SystemResult
 from bench.topics import reset_topics
 from streams.codec import register_codecs
 
-__all__ = ["Options", "Results", "main", "throughput"]
+__all__ = ["RESULTS_JSON", "Options", "Results", "as_data", "main", "throughput"]
 
 console = Console()
 PARTITIONS = 2
+HERE = Path(__file__).resolve().parent
+RESULTS_JSON = HERE / "results.json"
 
 
 @dataclass
@@ -123,14 +132,37 @@ def recovery(opts: Options, results: Results) -> None:
     console.print(f"cold start {r['cold_seconds']:.1f} s, restart {r['warm_seconds']:.1f} s")
 
 
-def main(opts: Options) -> Results:
-    from bench.report import write
+def as_data(results: Results, machine: list[str]) -> dict[str, Any]:
+    """One run's figures as plain JSON data (what results.json holds)."""
+    return {
+        "started": results.started.isoformat(),
+        "options": {**asdict(results.options), "only": list(results.options.only),
+                    "systems": list(results.options.systems)},
+        "machine": machine,
+        "phases": results.phases,
+        "systems": [{"name": s.name, "peak_rss_mb": s.peak_rss_mb, "statuses": s.statuses,
+                     "phases": [asdict(p) for p in s.phases], "commands": s.commands,
+                     "seconds": s.seconds, "missing": s.missing,
+                     "rate": None if math.isnan(s.rate) else s.rate}
+                    for s in results.systems],
+        "latency": results.latency,
+        "recovery": results.recovery,
+    }
+
+
+def main(opts: Options, folder: Path = HERE) -> Results:
+    """Every step asked for, then results.json, RESULTS.md and the charts in `folder`."""
+    from bench import charts, report
 
     results = Results(opts, datetime.now(UTC))
     for name, step in (("throughput", throughput), ("latency", latency),
                        ("recovery", recovery)):
         if not opts.only or name in opts.only:
             step(opts, results)
-    path = write(results)
-    console.print(f"[bold]wrote {path}")
+    data = as_data(results, report.machine())
+    saved = folder / RESULTS_JSON.name
+    saved.write_text(json.dumps(data, indent=1) + "\n")
+    page = report.write(data, folder / report.RESULTS.name)
+    drawn = charts.write(data, folder)
+    console.print(f"[bold]wrote {saved}, {page}, {', '.join(p.name for p in drawn)}")
     return results

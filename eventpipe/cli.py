@@ -233,8 +233,9 @@ def run() -> None:
     base = f"http://{s.api_host}:{s.api_port}"
     console.print(f"[bold]API[/bold] {base}   [bold]docs[/bold] {base}/docs   "
                   f"[bold]worker[/bold] http://127.0.0.1:{s.worker_web_port}")
-    console.print(f"Ctrl-C stops all of them ({', '.join(PROCESSES)}).")
-    raise typer.Exit(Supervisor(PROCESSES).run())
+    console.print(f"Ctrl-C stops all of them ({', '.join(PROCESSES)}). "
+                  f"\"eventpipe run: ready\" follows once {base}/health/ready is UP.")
+    raise typer.Exit(Supervisor(PROCESSES, ready_url=f"{base}/health/ready").run())
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ class Settings(BaseSettings):
     table_store: str = "memory://"  # or rocksdb:// for large state
     table_standby_replicas: int = 0
     worker_web_port: int = 6066
+    worker_web_bind: str = "127.0.0.1"  # the address the worker's web page listens on
+    # Where the API reaches that page (default http://127.0.0.1:WORKER_WEB_PORT); published in
+    # the consumer group's member metadata, which is how the API's readiness finds it.
+    worker_canonical_url: str | None = None
     # How long the group waits for a worker that died without leaving (kill -9) before its
     # partitions move: short, so a restarted worker serves again quickly.
     worker_session_timeout_seconds: float = 10.0
@@ -79,6 +83,9 @@ class Settings(BaseSettings):
     # least as long): the queue stays a fraction of a second however much is asked. 0: off.
     api_shed_loop_lag_seconds: float = 0.1
     api_access_log: bool = True  # uvicorn's access log line per request
+    # /health/ready asks the broker about the worker's and the projector's consumer groups
+    # (and the worker's own page) at most this often; answers in between reuse the last.
+    api_pipeline_check_seconds: float = 1.0
     jwt_algorithm: Literal["HS256", "RS256"] = "HS256"
     jwt_secret: str = "dev-secret-change-me-0123456789abcdef"  # HS256 signing/verifying key
     jwt_public_key: str = ""  # PEM, for RS256
@@ -116,6 +123,11 @@ class Settings(BaseSettings):
     distribution_attempts: int = 3
     breaker_failure_threshold: int = 3
     breaker_recovery_seconds: float = 60.0
+
+    @property
+    def worker_url(self) -> str:
+        """Where the stream worker's web page (/ready, /metrics) is reached."""
+        return self.worker_canonical_url or f"http://127.0.0.1:{self.worker_web_port}"
 
 
 @lru_cache

@@ -13,6 +13,10 @@ The rules (README, "Stopping `eventpipe run`"):
    projector) are signalled with it, and a Ctrl-C in the terminal reaches this process only,
    which then stops the children in order. Each child also asks the kernel for SIGTERM when
    this process dies (Linux `PR_SET_PDEATHSIG`), so even a `kill -9` of it leaves no child.
+4. Given a `ready_url` (the API's /health/ready), the run polls it while it watches and says
+   `eventpipe run: ready` once it answers 200: the API's readiness covers the stream worker
+   and the projector consuming (api/pipeline.py), so that is when a command gets its outcome.
+   If it turns DOWN later the run says so, and `ready` again when it is back.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -34,6 +40,8 @@ __all__ = ["Supervisor", "exit_description"]
 STOP_SECONDS = 30.0  # a child still running this long after SIGTERM gets SIGKILL
 POLL_SECONDS = 0.2
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+READY_POLL_SECONDS = 0.5  # how often the run asks the API's readiness
+READY_TIMEOUT = 2.0  # the readiness answer itself bounds its checks to 2 s
 _PR_SET_PDEATHSIG = 1
 
 
@@ -73,8 +81,11 @@ class Supervisor:
     argv_prefix: Sequence[str] = (sys.executable, "-m", "eventpipe.cli")
     console: Console = field(default_factory=lambda: Console(stderr=True, soft_wrap=True))
     children: list[Child] = field(default_factory=list)
+    ready_url: str | None = None  # the API's /health/ready, polled until it answers 200
     _stop_signal: signal.Signals | None = None
     _signals_seen: int = 0
+    _ready: bool = False
+    _next_ready_poll: float = 0.0
 
     def run(self) -> int:
         """The run's exit code: 0 after a stop signal with every child stopped in time,
@@ -115,10 +126,30 @@ class Supervisor:
                         f"with {exit_description(child.proc.returncode)}; stopping the "
                         f"others[/]")
                     return child
+            self._poll_ready()
             time.sleep(POLL_SECONDS)
         self.console.print(f"eventpipe run: {self._stop_signal.name}, stopping "
                            f"{', '.join(c.name for c in self.children)}")
         return None
+
+    def _poll_ready(self) -> None:
+        """Say when the pipeline turns ready (or stops being)."""
+        if self.ready_url is None or time.monotonic() < self._next_ready_poll:
+            return
+        self._next_ready_poll = time.monotonic() + READY_POLL_SECONDS
+        try:
+            with urllib.request.urlopen(self.ready_url, timeout=READY_TIMEOUT) as answer:
+                ready = answer.status == 200
+        except (urllib.error.URLError, OSError, ValueError):  # 503, refused, timed out
+            ready = False
+        if ready and not self._ready:
+            self.console.print(f"[bold green]eventpipe run: ready[/] ({self.ready_url} is UP:"
+                               f" the worker and the projector consume, commands get their "
+                               f"outcome)")
+        elif self._ready and not ready:
+            self.console.print(f"[bold yellow]eventpipe run: not ready[/] ({self.ready_url} "
+                               f"is DOWN)")
+        self._ready = ready
 
     def stop(self) -> bool:
         """SIGTERM every child's group, SIGKILL after STOP_SECONDS; True if none needed it."""

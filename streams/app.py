@@ -20,7 +20,7 @@ from prometheus_client import generate_latest
 from eventpipe.settings import Settings
 from streams.admin import EVENTS_TABLE
 from streams.codec import AvroCodec, register_codecs
-from streams.faust_seam import PipelineApp
+from streams.faust_seam import PipelineApp, not_consuming
 from streams.partitioner import partition_for
 from streams.processor import CommandProcessor
 from streams.table import EventsTable
@@ -62,8 +62,10 @@ def build_app(settings: Settings) -> PipelineApp:
         processing_guarantee="at_least_once",
         web_enabled=True,
         web_host="127.0.0.1",
-        web_bind="127.0.0.1",  # Faust binds every interface unless told
+        web_bind=settings.worker_web_bind,  # Faust binds every interface unless told
         web_port=settings.worker_web_port,
+        # Published in the group's member metadata: the API's readiness finds this page there.
+        canonical_url=settings.worker_url,
         key_serializer="raw",
         value_serializer="raw",
     )
@@ -124,5 +126,19 @@ def build_pipeline(settings: Settings) -> Pipeline:
         async def get(self, request: Request) -> Response:
             # aiohttp takes the bare media type; Prometheus reads text format 0.0.4 by default.
             return self.bytes(generate_latest(), content_type="text/plain")
+
+    command_topics = frozenset(spec.name for spec in COMMAND_TOPICS)
+
+    @app.page("/ready")
+    class Ready(View):
+        """Whether this worker decides the commands of the partitions it holds right now:
+        the API's /health/ready asks every member of the group that holds any."""
+
+        async def get(self, request: Request) -> Response:
+            held = sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment()
+                          if tp.topic in command_topics)
+            why = not_consuming(app) or (None if processor.ready else "processor not started")
+            return self.json({"consuming": why is None, "reason": why,
+                              "commandPartitions": held})
 
     return Pipeline(app, events, processor, codecs)

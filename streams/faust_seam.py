@@ -22,7 +22,7 @@ from faust.types import TP
 from streams.metrics import RESTORED_IN_BULK
 from streams.table import FetchedChangelogRecord
 
-__all__ = ["BatchHandler", "PipelineApp", "commit_offsets", "restore_in_bulk"]
+__all__ = ["BatchHandler", "PipelineApp", "commit_offsets", "not_consuming", "restore_in_bulk"]
 
 # Called with the command topics' records of one fetch, {tp: [aiokafka ConsumerRecord]}.
 BatchHandler = Callable[[dict[TP, list[Any]]], Awaitable[None]]
@@ -147,3 +147,21 @@ async def commit_offsets(app: faust.App, offsets: Mapping[TP, int]) -> bool:
     if done:
         consumer._committed_offset.update(offsets)
     return bool(done)
+
+
+def not_consuming(app: faust.App) -> str | None:
+    """Why the app's consumer is not handing records on right now (None: it is).
+
+    Faust stops its consumer's flow when a rebalance begins (`consumer.flow_active` goes
+    false) and resumes it only after the table's recovery (`app.in_recovery`) has caught up
+    with the changelog; until then records of the command partitions are not fetched, so a
+    command waits. `app.rebalancing` and `app.in_recovery` are the flags Faust itself sets
+    in `on_rebalance_start` / `on_rebalance_end` and around its recovery loop.
+    """
+    if app.rebalancing:
+        return "rebalancing"
+    if app.in_recovery:
+        return "recovering the table"
+    if not app.consumer.flow_active:
+        return "consumer flow paused"
+    return None

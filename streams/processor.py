@@ -121,6 +121,11 @@ class CommandProcessor:
         await self.producer.start()
         self._started.set()
 
+    @property
+    def ready(self) -> bool:
+        """Started (its producer up) and not stopping: a batch handed to it is decided."""
+        return self._started.is_set() and not self._closing
+
     async def stop(self) -> None:
         self._closing = True
         await self.drain()

@@ -262,7 +262,8 @@ def test_health_and_docs(client: httpx.Client) -> None:
     ready = client.get("/health/ready")
     assert ready.status_code == 200
     assert {name: c["status"] for name, c in ready.json()["checks"].items()} == {
-        "kafka": "UP", "schemaRegistry": "UP", "postgres": "UP", "redis": "UP"}
+        "kafka": "UP", "schemaRegistry": "UP", "postgres": "UP", "redis": "UP",
+        "streamWorker": "UP", "projector": "UP"}
     assert client.get("/health/live").json() == {"status": "UP"}
     spec = client.get("/openapi.json").json()
     assert "/api/events/{eventId}/publish" in spec["paths"]

@@ -15,7 +15,13 @@ from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
 
-from streams.faust_seam import BatchConsumer, BatchTransport, PipelineApp, restore_in_bulk
+from streams.faust_seam import (
+    BatchConsumer,
+    BatchTransport,
+    PipelineApp,
+    not_consuming,
+    restore_in_bulk,
+)
 from streams.table import ChangelogRecord, ChangelogWrite, EventsTable
 
 
@@ -107,3 +113,20 @@ def test_a_run_of_fetched_changelog_records_is_stored_in_bulk(tmp_path: Path,
     # A run Faust's loop has already applied is not stored again.
     again = {tp: fetched[:3]}
     assert restore_in_bulk(app, again, None) == 0 and again[tp] == fetched[2:3]
+
+
+def test_the_flags_not_consuming_reads_are_the_ones_faust_sets(tmp_path: Path) -> None:
+    assert "self.rebalancing = True" in inspect.getsource(faust.App.on_rebalance_start)
+    assert "self.rebalancing = False" in inspect.getsource(faust.App.on_rebalance_end)
+    recovery_source = inspect.getsource(faust_recovery.Recovery)
+    assert "self.app.in_recovery = True" in recovery_source
+    assert "self.app.in_recovery = False" in recovery_source
+    assert "consumer.resume_flow()" in inspect.getsource(faust_recovery.Recovery._resume_streams)
+    app = PipelineApp("seam-test", broker="kafka://127.0.0.1:1", datadir=str(tmp_path))
+    assert not_consuming(app) is None  # a new app: no rebalance, no recovery, flow on
+    app.consumer.stop_flow()
+    assert not_consuming(app) == "consumer flow paused"
+    app.in_recovery = True
+    assert not_consuming(app) == "recovering the table"
+    app.rebalancing = True
+    assert not_consuming(app) == "rebalancing"

@@ -153,6 +153,9 @@ def run(process_env: dict[str, str]) -> Iterator[Run]:
 def test_a_signal_to_the_run_alone_stops_every_child(run: Run, sig: signal.Signals) -> None:
     processes = run.wait_ready()
     assert {p.cmdline()[-1] for p in psutil.Process(run.proc.pid).children()} == set(PROCESSES)
+    # The run says "ready" once the API's readiness (the pipeline's too) is UP.
+    _wait("the run's ready line", lambda: "eventpipe run: ready" in run.output(), 30,
+          run.proc, run.log)
 
     os.kill(run.proc.pid, sig)  # the run's pid, not its group
 

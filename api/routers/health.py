@@ -1,4 +1,7 @@
-"""Liveness, readiness of each dependency, and Prometheus metrics."""
+"""Liveness, readiness of each dependency and of the pipeline, and Prometheus metrics.
+
+Ready (200) only when a command can be answered: the four services answer, and the stream
+worker and the projector consume (api/pipeline.py). Otherwise 503, each check named."""
 
 from __future__ import annotations
 
@@ -43,7 +46,8 @@ async def live() -> dict[str, str]:
 
 
 @router.get("/health/ready",
-            responses={503: {"description": "a dependency is down; each check is named"}})
+            responses={503: {"description": "a dependency is down, or the pipeline cannot "
+                                            "answer a command yet; each check is named"}})
 async def ready(services: ServicesDep) -> JSONResponse:
     async def check(name: str) -> tuple[str, dict[str, Any]]:
         try:
@@ -52,7 +56,16 @@ async def ready(services: ServicesDep) -> JSONResponse:
         except Exception as exc:  # any failure means "not ready", and says why
             return name, {"status": "DOWN", "error": f"{type(exc).__name__}: {exc}"[:300]}
 
-    results = dict(await asyncio.gather(*(check(n) for n in _CHECKS)))
+    async def pipeline() -> dict[str, dict[str, Any]]:
+        try:  # (the check bounds its own time and never raises; this is a last guard)
+            return await asyncio.wait_for(services.pipeline.results(), _CHECK_TIMEOUT)
+        except Exception as exc:
+            down = {"status": "DOWN", "error": f"{type(exc).__name__}: {exc}"[:300]}
+            return {"streamWorker": down, "projector": dict(down)}
+
+    *dependencies, pipeline_results = await asyncio.gather(
+        *(check(n) for n in _CHECKS), pipeline())
+    results = {**dict(dependencies), **pipeline_results}
     up = all(r["status"] == "UP" for r in results.values())
     return JSONResponse({"status": "UP" if up else "DOWN", "checks": results},
                         status_code=200 if up else 503)
