@@ -1,18 +1,12 @@
 """Whether the pipeline behind the API can answer a command now: /health/ready's
-`streamWorker` and `projector` checks.
+`streamWorker` and `projector` checks, from the broker (`DescribeGroups`, `Metadata`).
 
-A command is answered (201 with its outcome, not 202) when the stream worker decides it and
-the projector writes its outcome within `COMMAND_WAIT_SECONDS`. So, from the broker
-(aiokafka's admin client, `DescribeGroups` and `Metadata`):
-
-- `streamWorker`: the worker's consumer group (`APP_ID`) is Stable, and its members together
-  hold every partition of every command topic; and each member that holds some says on its
-  own page (`/ready`, at the URL Faust publishes in the member's metadata) that it consumes
-  them: not rebalancing, its table recovered, its processor started. A group assignment alone
-  is not enough: Faust holds a freshly assigned partition back until the table's changelog is
-  read, and a command sent then waits out the API's wait.
-- `projector`: the projector's group (`APP_ID-projector`) is Stable and holds every partition
-  of the changelog and of the outcomes.
+- `streamWorker`: the worker's group (`APP_ID`) is Stable, its members hold every command
+  partition, and each holder says on its own `/ready` page (the URL Faust publishes in the
+  member's metadata) that it consumes them. The assignment alone is not enough: Faust holds
+  a new partition back until its table is recovered, and a command sent then gets a 202.
+- `projector`: the projector's group (`APP_ID-projector`) is Stable and holds every
+  partition of the changelog and of the outcomes.
 
 One check runs at a time and its result is reused for `API_PIPELINE_CHECK_SECONDS`, so a
 load balancer polling readiness costs the broker two requests a second at most.
