@@ -129,8 +129,12 @@ def envelope(p: Planned, codecs: dict[str, AvroCodec]) -> bytes:
 
 def preload(bootstrap: str, codecs: dict[str, AvroCodec], commands: list[Planned],
             progress: Any = None) -> dict[str, int]:
-    """Produce the commands (murmur2, like the pipeline's producers); counts per topic."""
+    """Produce the commands (murmur2, like the pipeline's producers); counts per topic.
+    Idempotent, so a retried batch cannot land behind a later one: an event's commands
+    stay in the order they were planned (on just-created topics the first batches are often
+    retried, and a DraftUpdated once landed before its PurposeSelected)."""
     producer = Producer({"bootstrap.servers": bootstrap, "acks": "all",
+                         "enable.idempotence": True,
                          "partitioner": "murmur2_random", "linger.ms": 20,
                          "batch.num.messages": 10000, "queue.buffering.max.messages": 200000})
     per_topic: dict[str, int] = {}
