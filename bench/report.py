@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import subprocess
 from datetime import UTC, datetime
 from importlib.metadata import version
@@ -57,9 +58,14 @@ def machine() -> list[str]:
 
 
 def _kafka_version() -> str:
-    jars = sorted((ROOT / "stack").rglob("kafka_2*.jar")) or sorted(
-        Path(os.environ.get("STACK_DIR", ROOT / ".stack")).rglob("kafka_2*.jar"))
-    return jars[0].name if jars else "see stack/stack.sh"
+    """The broker that runs: the Kafka jar on its classpath (the downloads may hold several)."""
+    pid_file = Path(os.environ.get("STACK_DIR", ROOT / ".stack")) / "run" / "kafka.pid"
+    try:
+        cmdline = Path(f"/proc/{int(pid_file.read_text())}/cmdline").read_bytes().decode()
+    except (OSError, ValueError):
+        return "not this stack's (see KAFKA_BOOTSTRAP_SERVERS)"
+    found = re.search(r"kafka-([0-9][0-9.]*)/libs", cmdline)
+    return f"Apache Kafka {found.group(1)}" if found else "unknown"
 
 
 def _throughput(data: dict[str, Any]) -> list[str]:
