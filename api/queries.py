@@ -157,11 +157,11 @@ class EventQueries:
             if e is None:
                 return None
             await cur.execute(
-                "SELECT * FROM ai_recommendations WHERE event_id = %s ORDER BY created_at,"
+                "SELECT * FROM ai_recommendations WHERE event_id = %s ORDER BY position,"
                 " recommendation_id", (event_id,))
             recs = await cur.fetchall()
             await cur.execute(
-                "SELECT * FROM generated_images WHERE event_id = %s ORDER BY created_at, image_id",
+                "SELECT * FROM generated_images WHERE event_id = %s ORDER BY position, image_id",
                 (event_id,))
             images = await cur.fetchall()
             await cur.execute("SELECT * FROM jobs WHERE event_id = %s ORDER BY created_at",

@@ -32,11 +32,12 @@ _DELETE_IMAGES = "DELETE FROM generated_images WHERE event_id = ANY(%s::uuid[])"
 _INSERT_RECOMMENDATION = (
     "INSERT INTO ai_recommendations (recommendation_id, event_id, event_name, description,"
     " promotion_type, target_audience, is_selected, created_at, updated_at, prize, method,"
-    " cost, roi) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " cost, roi, position) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _INSERT_IMAGE = (
     "INSERT INTO generated_images (image_id, event_id, image_url, style, platform,"
-    " is_selected, created_at, updated_at, job_id) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " is_selected, created_at, updated_at, job_id, position)"
+    " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _UPSERT_JOB = (
     "INSERT INTO jobs (job_id, event_id, job_type, status, progress, error_message,"
@@ -79,16 +80,16 @@ def _recommendation_rows(s: dict[str, Any]) -> list[tuple[Any, ...]]:
     at = _ts(s["updatedAt"])
     return [(r["recommendationId"], s["eventId"], r["title"], r["description"],
              r["promotionType"], r["targetAudience"], r["recommendationId"] == selected,
-             at, at, r["prize"], r["method"], r["cost"], r["roi"])
-            for r in s.get("recommendations") or []]
+             at, at, r["prize"], r["method"], r["cost"], r["roi"], position)
+            for position, r in enumerate(s.get("recommendations") or [])]
 
 
 def _image_rows(s: dict[str, Any]) -> list[tuple[Any, ...]]:
     selected = s.get("selectedImageId")
     at = _ts(s["updatedAt"])
     return [(i["imageId"], s["eventId"], i["imageUrl"], i["style"], i["platform"],
-             i["imageId"] == selected, at, at, i.get("jobId"))
-            for i in s.get("images") or []]
+             i["imageId"] == selected, at, at, i.get("jobId"), position)
+            for position, i in enumerate(s.get("images") or [])]
 
 
 def _job_rows(s: dict[str, Any]) -> list[tuple[Any, ...]]:
