@@ -166,19 +166,22 @@ def _plain(value: Any) -> Any:
 
 
 def verify(settings: Settings, since_ms: int, *, events: Iterable[str] | None = None,
-           sent: Iterable[str] = (), poison: Iterable[Poison] = (),
+           users: Iterable[str] | None = None, sent: Iterable[str] = (),
+           poison: Iterable[Poison] = (),
            logs: Iterable[tuple[Path, int]] = (), redis_client: redis.Redis | None = None,
            codecs: dict[str, AvroCodec] | None = None) -> Report:
     """Compare everything written since `since_ms` with the model.
 
-    events: the eventIds to check (default: every event with a command since `since_ms`);
+    events: the eventIds to check (default: every event with a command since `since_ms`, of
+    one of `users` if given);
     sent: commandIds that were sent and must each have a decision; poison: what the DLQ must
     hold (exactly); logs: (file, byte offset) pairs that must hold no traceback after it.
     Call it once the pipeline has settled (see `settle`)."""
     report = Report()
     codecs = codecs or register_codecs(settings.schema_registry_url)
     tracked = set(events) if events is not None else None
-    seen, dead = _read_commands(settings, since_ms, codecs, tracked, report)
+    seen, dead = _read_commands(settings, since_ms, codecs, tracked,
+                                set(users) if users is not None else None, report)
     tracked = tracked if tracked is not None else {s.command.event_id for s in seen.values()}
     outcomes = _read_outcomes(settings, since_ms, codecs, tracked)
     letters = _read_dlq(settings, since_ms, codecs)
@@ -252,7 +255,7 @@ def verify(settings: Settings, since_ms: int, *, events: Iterable[str] | None = 
 # ------------------------------------------------------------------ reading
 
 def _read_commands(settings: Settings, since_ms: int, codecs: dict[str, AvroCodec],
-                   tracked: set[str] | None, report: Report
+                   tracked: set[str] | None, users: set[str] | None, report: Report
                    ) -> tuple[dict[str, _Seen], set[str]]:
     """First copy of every decodable command of the tracked events, by commandId (a copy on
     a partition its key does not hash to is forwarded: the forward is where it is decided)."""
@@ -273,6 +276,8 @@ def _read_commands(settings: Settings, since_ms: int, codecs: dict[str, AvroCode
             except (KeyError, TypeError, ValueError, AttributeError):
                 continue
             if tracked is not None and command.event_id not in tracked:
+                continue
+            if tracked is None and users is not None and command.user_id not in users:
                 continue
             if record.key.decode("utf-8", "replace") != command.event_id:
                 continue  # KEY_MISMATCH poison
@@ -551,3 +556,67 @@ def log_marks(paths: Iterable[Path]) -> list[tuple[Path, int]]:
     return [(p, p.stat().st_size if p.exists() else 0) for p in paths]
 
 
+
+
+def lag(settings: Settings, group: str, topics: Iterable[str]) -> int:
+    """Records of `topics` the group has not committed yet (a partition never committed
+    counts from its start)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": settings.kafka_bootstrap_servers,
+                         "group.id": group, "enable.auto.commit": False})
+    try:
+        partitions = []
+        for topic in topics:
+            meta = consumer.list_topics(topic, timeout=10).topics[topic]
+            partitions += [TopicPartition(topic, p) for p in meta.partitions]
+        behind = 0
+        for tp in consumer.committed(partitions, timeout=10):
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            behind += high - (tp.offset if tp.offset >= 0 else low)
+        return behind
+    finally:
+        consumer.close()
+
+
+def pipeline_groups(settings: Settings, collaborators: bool) -> dict[str, list[str]]:
+    """Each consumer group of the pipeline and the topics it must have caught up on."""
+    groups = {
+        settings.app_id: [s.name for s in COMMAND_TOPICS],
+        f"{settings.app_id}-projector": [changelog_topic(settings.app_id, EVENTS_TABLE),
+                                         OUTCOME.name],
+    }
+    if collaborators:
+        groups[f"{settings.app_id}-ai-worker"] = [AI_JOB.name]
+        groups[f"{settings.app_id}-content-worker"] = [CONTENT_JOB.name]
+        groups[f"{settings.app_id}-distribution-worker"] = [DISTRIBUTION_JOB.name]
+    return groups
+
+
+def settle(settings: Settings, collaborators: bool = False, quiet_checks: int = 3,
+           limit_seconds: float = 900.0) -> int:
+    """Wait until every group has committed every record and the end offsets stay the same
+    for `quiet_checks` checks in a row (the job timer or a collaborator may still add
+    commands): the pipeline has nothing left to do. Returns the checks it took; a bound on
+    waiting only, never asserted as a speed."""
+    groups = pipeline_groups(settings, collaborators)
+    topics = sorted({t for ts in groups.values() for t in ts})
+    from tests.kafka_helpers import end_offsets
+
+    quiet, last, checks = 0, None, 0
+    deadline = time.monotonic() + limit_seconds
+    while time.monotonic() < deadline:
+        checks += 1
+        try:
+            ends = {t: end_offsets(settings, t) for t in topics}
+            behind = sum(lag(settings, g, ts) for g, ts in groups.items())
+        except Exception:  # a broker still coming back: not settled
+            quiet, last = 0, None
+            time.sleep(1)
+            continue
+        quiet = quiet + 1 if behind == 0 and ends == last else 0
+        if quiet >= quiet_checks:
+            return checks
+        last = ends
+        time.sleep(1)
+    raise AssertionError(f"the pipeline did not settle: {groups}")
