@@ -176,9 +176,12 @@ class Soak:
         self.started = 0.0
         self.ended = 0.0
         self.report: Report | None = None
+        # log_level 2: the broker's own crashes are on the schedule, their refused
+        # connections are not news.
         self.direct = Producer({"bootstrap.servers": self.s.kafka_bootstrap_servers,
-                                "acks": "all", "enable.idempotence": True})
-        self.murmur = Producer({**java_partitioned(self.s), "enable.idempotence": True})
+                                "acks": "all", "enable.idempotence": True, "log_level": 2})
+        self.murmur = Producer({**java_partitioned(self.s), "enable.idempotence": True,
+                                "log_level": 2})
         self.rds = redis.Redis.from_url(self.s.redis_url, decode_responses=True,
                                         socket_timeout=5)
 
@@ -452,16 +455,39 @@ class Soak:
                                     {**UPDATE, "eventName": "널\x00문자"})
             self._poison(PURPOSE.name, key, value, "INVALID_TEXT")
         else:
+            # A report for a job the event never had: the event must exist first (else it
+            # is EVENT_005, an answer, not a dead letter).
+            event_id, user = self._decided_draft()
             _, value = self._encode(RECOMMENDATION, event_id, user,
                                     "RecommendationJobProgress",
                                     {"jobId": str(uuid.uuid4()), "progress": 10})
-            self._poison(RECOMMENDATION.name, key, value, "UNKNOWN_JOB")
+            self._poison(RECOMMENDATION.name, event_id.encode(), value, "UNKNOWN_JOB")
         # A distribution result for a draft, now and then.
         if n % 5 == 0:
+            event_id, user = self._decided_draft()
+            key = event_id.encode()
             _, value = self._encode(PUBLISH, event_id, user, "DistributionCompleted",
                                     {"results": [{"channel": "INSTAGRAM", "status": "SUCCESS",
                                                   "message": None}]})
             self._poison(PUBLISH.name, key, value, "UNEXPECTED_RESULT")
+
+    def _decided_draft(self) -> tuple[str, str]:
+        """A new draft, decided (its outcome is in Redis or PostgreSQL): (eventId, userId)."""
+        user, event_id = self._new_user(), str(uuid.uuid4())
+        command_id, value = self._encode(PURPOSE, event_id, user, "PurposeSelected", {
+            "objective": "REVISIT", "storeName": "독", "industry": "카페", "address": "서울",
+            "storeId": None})
+        self._produce(self.murmur, PURPOSE.name, event_id.encode(), value)
+        self.murmur.flush(120)
+        self.sent["direct"] += 1
+        for _ in range(3000):
+            try:
+                if self.rds.exists(f"command:outcome:{command_id}"):
+                    return event_id, user
+            except (redis.RedisError, OSError):
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"draft {event_id} never decided")
 
     def _poison(self, topic: str, key: bytes | None, value: bytes, code: str,
                 kept: bytes | None = None) -> None:
