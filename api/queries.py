@@ -164,8 +164,9 @@ class EventQueries:
                 "SELECT * FROM generated_images WHERE event_id = %s ORDER BY position, image_id",
                 (event_id,))
             images = await cur.fetchall()
-            await cur.execute("SELECT * FROM jobs WHERE event_id = %s ORDER BY created_at",
-                              (event_id,))
+            await cur.execute(
+                "SELECT * FROM jobs WHERE event_id = %s ORDER BY position, created_at",
+                (event_id,))
             jobs = await cur.fetchall()
         doc = {
             "eventId": str(e["event_id"]),
