@@ -27,6 +27,8 @@ from streams.topics import changelog_topic
 __all__ = ["check", "read_changelog", "rebuild"]
 
 _REBUILD_BATCH = 2000
+# A key this close to its expiry is not judged (a clock read on either side of it).
+_TTL_MARGIN_SECONDS = 60
 _PROJECTED_KEYS = ("event:draft:*", "event:session:*", "job:status:*", "ai:recommendation:*")
 
 
@@ -100,7 +102,7 @@ async def check(settings: Settings) -> list[str]:
                 # Written with a TTL from its state's time: missing before that is lost (a
                 # Redis that dropped acknowledged writes); missing after it, expired.
                 age = now_ms - int(state["updatedAt"])
-                if projected and age < settings.ttl_draft_seconds * 1000:
+                if projected and age < (settings.ttl_draft_seconds - _TTL_MARGIN_SECONDS) * 1000:
                     differences.append(f"redis {draft_key(event_id)}: missing within its TTL"
                                        f" (changelog version {state['version']})")
             elif not projected or int(cached) != state["version"]:

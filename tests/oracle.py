@@ -65,6 +65,7 @@ from tests.kafka_helpers import read_records
 __all__ = ["Poison", "Report", "verify"]
 
 TRACEBACK = "Traceback (most recent call last)"
+TTL_MARGIN_SECONDS = 60  # a key this close to its expiry is not judged
 
 
 @dataclass(frozen=True)
@@ -489,6 +490,10 @@ async def _check_postgres(settings: Settings, states: dict[str, dict[str, Any] |
                 report.problem("differences", str(outcome["eventId"]), line)
 
 
+def _within(now_ms: float, written_ms: int, ttl_seconds: int) -> bool:
+    return now_ms - written_ms < (ttl_seconds - TTL_MARGIN_SECONDS) * 1000
+
+
 def _check_redis(settings: Settings, rds: redis.Redis,
                  states: dict[str, dict[str, Any] | None],
                  outcomes: dict[str, dict[str, Any]], report: Report) -> None:
@@ -503,7 +508,7 @@ def _check_redis(settings: Settings, rds: redis.Redis,
                                                     f" model has {state and state['status']}")
             continue
         if not cached:
-            if now - state["updatedAt"] < settings.ttl_draft_seconds * 1000:
+            if _within(now, state["updatedAt"], settings.ttl_draft_seconds):
                 report.problem("lost", event_id, f"redis {draft_key(event_id)}: missing within"
                                                  f" its TTL (model version {state['version']})")
             continue
@@ -517,7 +522,7 @@ def _check_redis(settings: Settings, rds: redis.Redis,
         for job in (state.get("jobs") or {}).values():
             got = rds.hgetall(job_key(job["jobId"]))
             if not got:
-                if now - state["updatedAt"] < settings.ttl_job_seconds * 1000:
+                if _within(now, state["updatedAt"], settings.ttl_job_seconds):
                     report.problem("lost", event_id, f"redis {job_key(job['jobId'])}: missing"
                                                      " within its TTL")
                 continue
@@ -528,7 +533,7 @@ def _check_redis(settings: Settings, rds: redis.Redis,
     for command_id, outcome in outcomes.items():
         got = rds.hgetall(outcome_key(command_id))
         if not got:
-            if now - outcome["decidedAt"] < settings.ttl_outcome_seconds * 1000:
+            if _within(now, outcome["decidedAt"], settings.ttl_outcome_seconds):
                 report.problem("lost", str(outcome["eventId"]),
                                f"redis {outcome_key(command_id)}: missing within its TTL")
             continue
