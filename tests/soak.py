@@ -70,7 +70,7 @@ EVIDENCE: dict[str, tuple[str, str]] = {
     "postgres": ("postgres", "automatic recovery in progress"),
     "redis": ("redis", "DB loaded from append only file"),
     "registry": ("worker", "registry unavailable"),
-    "worker": ("worker", WORKER_READY),
+    "worker": ("worker", "[^---Recovery]: Recovery complete"),
     "projector": ("worker", "the projector process exited (code -9); starting it again"),
     "ai-worker": ("ai-worker", "ai-worker ready"),
     "content-worker": ("content-worker", "content-worker ready"),
@@ -117,6 +117,7 @@ class Fault:
     overlapped: list[str] = field(default_factory=list)
     evidence: str | None = None
     note: str = ""
+    expect: list[str] = field(default_factory=list)  # log texts that show the recovery
 
 
 @dataclass
@@ -571,24 +572,27 @@ class Soak:
             kill_9(pid)  # the worker starts it again by itself: the recovery under test
         else:
             proc = self.p.collaborators[kind]
-            self._mid_job(kind)
+            # The job in hand is done again by the restarted worker: its log says so.
+            fault.expect = [f"event {e} done" for e in self._mid_job(kind)]
             fault.killed = self.elapsed()
             proc.restart(f"{kind} ready", timeout=180, sig_kill=True)
         fault.restarted = self.elapsed()
 
-    def _mid_job(self, kind: str) -> None:
+    def _mid_job(self, kind: str) -> list[str]:
         """Wait (a little) for a job of this collaborator in progress, so the kill lands
-        in the middle of one."""
+        in the middle of one; the events of the jobs in progress."""
         job_type = {"ai-worker": "AI_RECOMMENDATION", "content-worker": "IMAGE_GENERATION"}
         if kind not in job_type:
-            return
+            return []
         with psycopg.connect(self.s.database_url, connect_timeout=5, autocommit=True) as c:
-            for _ in range(100):
-                if c.execute("SELECT count(*) FROM jobs WHERE status = 'PROCESSING'"
-                             " AND job_type = %s AND updated_at > now() at time zone 'utc'"
-                             " - interval '5 seconds'", (job_type[kind],)).fetchone()[0]:
-                    return
-                time.sleep(0.1)
+            for _ in range(200):
+                rows = c.execute("SELECT event_id::text FROM jobs WHERE status = 'PROCESSING'"
+                                 " AND job_type = %s AND user_id = ANY(%s::uuid[])",
+                                 (job_type[kind], list(self.users))).fetchall()
+                if rows:
+                    return [r[0] for r in rows]
+                time.sleep(0.05)
+        return []
 
     def _new_schema_codec(self) -> AvroCodec:
         """A schema id no process has seen: the purpose schema with a doc of its own,
@@ -633,20 +637,25 @@ class Soak:
             time.sleep(0.2)
         raise RuntimeError(f"probe {event_id} never projected")
 
-    def _evidence(self, fault: Fault) -> str | None:
-        offsets = json.loads(fault.note or "{}")
+    def _evidence(self, fault: Fault, offsets: dict[str, int] | None = None) -> str | None:
+        offsets = offsets if offsets is not None else json.loads(fault.note or "{}")
         log_name, text = EVIDENCE[fault.kind]
+        texts = fault.expect or [text]
         path = self.p.logs()[log_name]
         fault.note = ""
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             if path.exists():
                 with path.open("rb") as f:
                     f.seek(offsets.get(log_name, 0))
                     for line in f.read().decode("utf-8", "replace").splitlines():
-                        if text in line:
+                        if any(t in line for t in texts):
                             return f"{path.name}: {line.strip()[:160]}"
             time.sleep(0.5)
+        if fault.expect:  # the job in hand had been committed just before the kill
+            fault.expect = []
+            found = self._evidence(fault, offsets)
+            return found and f"(no job in hand to redo) {found}"
         return None
 
 
