@@ -257,7 +257,7 @@ def soak(
     options.rate = rate if rate is not None else options.rate
     options.seed = seed if seed is not None else options.seed
     _logging("WARNING")
-    raise typer.Exit(main(options, console.print))
+    raise typer.Exit(main(options, typer.echo))  # plain: the report is not rich markup
 
 
 if __name__ == "__main__":

@@ -694,7 +694,7 @@ def write_report(soak: Soak, path: Path) -> None:
         f" SOAK_RATE={soak.rate:g} SOAK_SEED={soak.seed}` (`make soak`, `eventpipe soak`;"
         " `tests/soak.py`, judged by `tests/oracle.py`).",
         "",
-        f"**Result: {'PASS' if report.ok else 'FAIL'}** — lost {len(report.lost)},"
+        f"**Result: {'PASS' if passed(soak) else 'FAIL'}** — lost {len(report.lost)},"
         f" doubled {len(report.doubled)}, other differences {len(report.differences)}.",
         "",
         "| | |",
@@ -871,4 +871,10 @@ def main(options: Options, echo: Callable[[str], None] = print) -> int:
     write_report(soak, options.report)
     echo(str(report))
     echo(f"soak: wrote {options.report}")
-    return 0 if report.ok and all(f.evidence for f in soak.faults) else 1
+    return 0 if passed(soak) else 1
+
+
+def passed(soak: Soak) -> bool:
+    """The oracle agrees, the load ran without an error, every fault shows its recovery."""
+    return bool(soak.report and soak.report.ok and not soak.errors
+                and all(f.evidence for f in soak.faults))

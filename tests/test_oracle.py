@@ -55,9 +55,19 @@ def test_the_oracle_agrees_with_a_healthy_pipeline_and_names_every_difference(
 
     # A Redis draft gone within its TTL is lost; a PostgreSQL row changed behind the model's
     # back is a difference, and both events are named.
+    other = str(uuid.uuid4())
+    topics.apply(PURPOSE, other, user, "PurposeSelected", STORE)
+    events.append(other)
     rds.delete(draft_key(plain))
-    pg.execute("UPDATE events SET event_name = 'x' WHERE event_id = %s", (published,))
+    pg.execute("UPDATE events SET event_name = 'x' WHERE event_id = %s", (other,))
     report = verify(settings, since, events=events, poison=[poison], redis_client=rds)
-    assert report.touched == {plain, published}, str(report)
+    assert report.touched == {plain, other}, str(report)
     assert any(draft_key(plain) in line for line in report.lost), str(report)
-    assert any("eventName" in line and published in line for line in report.differences)
+    assert any("eventName" in line and other in line for line in report.differences)
+
+    # A newer state projected puts both right again (and leaves the stores clean for the
+    # suite's `projections check`).
+    for event_id in (plain, other):
+        topics.apply(PURPOSE, event_id, user, "DraftUpdated", {**UPDATE, "eventName": "복구"})
+    report = verify(settings, since, events=events, poison=[poison], redis_client=rds)
+    assert report.ok, str(report)
