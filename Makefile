@@ -8,10 +8,10 @@ STACK := bash stack/stack.sh
 # Connection settings of the running stack, as `export NAME=value` lines.
 WITH_ENV = eval "$$($(STACK) env)" &&
 
-.PHONY: help setup up down status env run test test-chaos lint bench clean
+.PHONY: help setup up down status env run test test-chaos soak lint bench clean
 
 help:
-	@echo "make run | test | up | down | status | env | lint | test-chaos | clean"
+	@echo "make run | test | up | down | status | env | lint | test-chaos | soak | clean"
 
 $(BIN)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -42,9 +42,10 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/pylint --score=n api streams sinks workers eventpipe bench tests
 
+# The soak (tests/test_soak.py, marked `soak`) runs in test-chaos only.
 test: up lint
 	STACK_TEST_TOOLS=1 $(STACK) install
-	$(WITH_ENV) $(BIN)/pytest
+	$(WITH_ENV) $(BIN)/pytest -m "not soak"
 
 # Benchmarks on a stack of their own (bench/.stack, ports +300), never the one tests use:
 # they reset its topics. Quix Streams goes in its own venv (it pins older libraries).
@@ -59,8 +60,14 @@ bench: setup
 	$(BENCH_STACK) up
 	eval "$$($(BENCH_STACK) env)" && $(BIN)/eventpipe bench
 
+# The fault tests, each crash kind followed by the oracle, and a 3-minute soak.
 test-chaos: up
-	$(WITH_ENV) $(BIN)/pytest -m chaos
+	$(WITH_ENV) SOAK_MINUTES=$${SOAK_MINUTES:-3} $(BIN)/pytest -m "chaos or soak"
+
+# SOAK_MINUTES (10), SOAK_RATE (10 commands/s), SOAK_SEED (18): its own processes, the
+# stack's services crashed on a seeded schedule, then the oracle; writes bench/SOAK.md.
+soak: up
+	$(WITH_ENV) $(BIN)/eventpipe soak
 
 clean: down
 	rm -rf .stack $(VENV)

@@ -238,5 +238,28 @@ def run() -> None:
     raise typer.Exit(Supervisor(PROCESSES, ready_url=f"{base}/health/ready").run())
 
 
+@app.command()
+def soak(
+    minutes: Annotated[float | None, typer.Option(help="default: SOAK_MINUTES, else 10")] = None,
+    rate: Annotated[float | None, typer.Option(help="commands/s; default: SOAK_RATE, else 10")]
+    = None,
+    seed: Annotated[int | None, typer.Option(help="default: SOAK_SEED, else 18")] = None,
+) -> None:
+    """Lifecycles through the API and the topics while the services crash on a seeded
+    schedule, then the oracle; writes bench/SOAK.md (a checkout's tests/ is needed)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    from tests.soak import main, options_from_env
+
+    options = options_from_env()
+    options.minutes = minutes if minutes is not None else options.minutes
+    options.rate = rate if rate is not None else options.rate
+    options.seed = seed if seed is not None else options.seed
+    _logging("WARNING")
+    raise typer.Exit(main(options, typer.echo))  # plain: the report is not rich markup
+
+
 if __name__ == "__main__":
     app()

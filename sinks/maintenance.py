@@ -10,6 +10,7 @@ outcomes are not in the changelog: a rebuild keeps them as they are.
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -26,6 +27,8 @@ from streams.topics import changelog_topic
 __all__ = ["check", "read_changelog", "rebuild"]
 
 _REBUILD_BATCH = 2000
+# A key this close to its expiry is not judged (a clock read on either side of it).
+_TTL_MARGIN_SECONDS = 60
 _PROJECTED_KEYS = ("event:draft:*", "event:session:*", "job:status:*", "ai:recommendation:*")
 
 
@@ -89,13 +92,20 @@ async def check(settings: Settings) -> list[str]:
     finally:
         await sink.stop()
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    now_ms = time.time_ns() // 1_000_000
     try:
         for event_id, state in states.items():
             differences += _compare_postgres(event_id, state, rows.pop(event_id, None), jobs)
             cached = await redis.hget(draft_key(event_id), "version")
             projected = state["status"] in PROJECTED_STATUSES
-            # A missing key may just have expired (cache-aside); a stale one is a difference.
-            if cached is not None and (not projected or int(cached) != state["version"]):
+            if cached is None:
+                # Written with a TTL from its state's time: missing before that is lost (a
+                # Redis that dropped acknowledged writes); missing after it, expired.
+                age = now_ms - int(state["updatedAt"])
+                if projected and age < (settings.ttl_draft_seconds - _TTL_MARGIN_SECONDS) * 1000:
+                    differences.append(f"redis {draft_key(event_id)}: missing within its TTL"
+                                       f" (changelog version {state['version']})")
+            elif not projected or int(cached) != state["version"]:
                 differences.append(f"redis {draft_key(event_id)}: version {cached}, "
                                    f"changelog {state['version']} ({state['status']})")
     finally:

@@ -45,8 +45,9 @@ _INSERT_IMAGE = (
 )
 _UPSERT_JOB = (
     "INSERT INTO jobs (job_id, event_id, job_type, status, progress, error_message,"
-    " completed_at, created_at, updated_at, version, user_id) VALUES (%s, %s, %s, %s, %s, %s,"
-    " %s, %s, %s, %s, %s) ON CONFLICT (job_id) DO UPDATE SET status = EXCLUDED.status,"
+    " completed_at, created_at, updated_at, version, user_id, position) VALUES (%s, %s, %s,"
+    " %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    " ON CONFLICT (job_id) DO UPDATE SET status = EXCLUDED.status,"
     " progress = EXCLUDED.progress, error_message = EXCLUDED.error_message,"
     " completed_at = EXCLUDED.completed_at, updated_at = EXCLUDED.updated_at,"
     " version = EXCLUDED.version WHERE jobs.version < EXCLUDED.version"
@@ -112,8 +113,8 @@ def _image_rows(s: dict[str, Any]) -> list[tuple[Any, ...]]:
 def _job_rows(s: dict[str, Any]) -> list[tuple[Any, ...]]:
     return [(j["jobId"], s["eventId"], j["jobType"], j["status"], j["progress"], j["error"],
              _ts(j["completedAt"]), _ts(j["createdAt"]), _ts(j["updatedAt"]), s["version"],
-             s["userId"])
-            for j in (s.get("jobs") or {}).values()]
+             s["userId"], position)
+            for position, j in enumerate((s.get("jobs") or {}).values())]
 
 
 def _outcome_row(o: dict[str, Any]) -> tuple[Any, ...]:
@@ -137,7 +138,7 @@ async def read_state(cur: AsyncCursor[DictRow], event_id: str) -> dict[str, Any]
     await cur.execute("SELECT * FROM generated_images WHERE event_id = %s"
                       " ORDER BY position, image_id", (event_id,))
     images = await cur.fetchall()
-    await cur.execute("SELECT * FROM jobs WHERE event_id = %s ORDER BY created_at, job_id",
+    await cur.execute("SELECT * FROM jobs WHERE event_id = %s ORDER BY position, created_at",
                       (event_id,))
     jobs = await cur.fetchall()
     return {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import Consumer, TopicPartition
@@ -34,41 +35,22 @@ def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
         consumer.close()
 
 
-def read_avro(settings: Settings, topic: str, since_ms: int,
-              match: Callable[[bytes | None, dict[str, Any]], bool],
-              timeout: float = 30.0) -> list[tuple[bytes | None, dict[str, Any]]]:
-    """Messages of `topic` written since `since_ms` that `match`, decoded with the schema the
-    registry holds for each message's id (confluent-kafka's AvroDeserializer)."""
-    deserialize = AvroDeserializer(registry_client(settings.schema_registry_url))
-    consumer = _consumer(settings)
-    found: list[tuple[bytes | None, dict[str, Any]]] = []
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        starts = consumer.offsets_for_times(
-            [TopicPartition(topic, p, since_ms) for p in meta.partitions], timeout=10)
-        consumer.assign(starts)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            msg = consumer.poll(0.5)
-            if msg is None or msg.error():
-                if found:
-                    break
-                continue
-            value = deserialize(msg.value(), SerializationContext(topic, MessageField.VALUE))
-            if match(msg.key(), value):
-                found.append((msg.key(), value))
-        return found
-    finally:
-        consumer.close()
+@dataclass(frozen=True)
+class Record:
+    partition: int
+    offset: int
+    timestamp: int  # epoch millis, as the producer (or broker) stamped it
+    key: bytes | None
+    value: bytes | None
 
 
-def read_to_end(settings: Settings, topic: str, since_ms: int,
-                timeout: float = 60.0) -> list[tuple[int, bytes | None, bytes | None]]:
-    """Every record of `topic` written since `since_ms`, as (partition, key, value), read up
-    to the end offsets the topic had when called: nothing written before is missed, however
-    slow the broker is to hand it over."""
+def read_records(settings: Settings, topic: str, since_ms: int,
+                 timeout: float = 120.0) -> list[Record]:
+    """Every record of `topic` written since `since_ms`, each partition in offset order, read
+    up to the end offsets the topic had when called: nothing written before is missed,
+    however slow the broker is to hand it over (an empty poll is not the end)."""
     consumer = _consumer(settings)
-    found: list[tuple[int, bytes | None, bytes | None]] = []
+    found: list[Record] = []
     try:
         meta = consumer.list_topics(topic, timeout=10).topics[topic]
         ends = {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
@@ -77,16 +59,41 @@ def read_to_end(settings: Settings, topic: str, since_ms: int,
             [TopicPartition(topic, p, since_ms) for p in meta.partitions], timeout=10)
         todo = {tp.partition for tp in starts if 0 <= tp.offset < ends[tp.partition]}
         consumer.assign([tp for tp in starts if tp.partition in todo])
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + timeout  # a bound on waiting, not a speed test
         while todo:
             assert time.monotonic() < deadline, f"{topic}: end offsets {ends} not reached"
             msg = consumer.poll(0.5)
             if msg is None or msg.error():
                 continue
             if msg.offset() < ends[msg.partition()]:
-                found.append((msg.partition(), msg.key(), msg.value()))
+                found.append(Record(msg.partition(), msg.offset(), msg.timestamp()[1],
+                                    msg.key(), msg.value()))
             if msg.offset() + 1 >= ends[msg.partition()]:
                 todo.discard(msg.partition())
         return found
     finally:
         consumer.close()
+
+
+def read_avro(settings: Settings, topic: str, since_ms: int,
+              match: Callable[[bytes | None, dict[str, Any]], bool],
+              timeout: float = 120.0) -> list[tuple[bytes | None, dict[str, Any]]]:
+    """Messages of `topic` written since `since_ms` that `match`, decoded with the schema the
+    registry holds for each message's id (confluent-kafka's AvroDeserializer), read to the
+    end offsets the topic had when called (call it once what it looks for was delivered:
+    e.g. after the command's outcome, which the processor sends after its facts)."""
+    deserialize = AvroDeserializer(registry_client(settings.schema_registry_url))
+    found: list[tuple[bytes | None, dict[str, Any]]] = []
+    for record in read_records(settings, topic, since_ms, timeout):
+        value = deserialize(record.value, SerializationContext(topic, MessageField.VALUE))
+        if match(record.key, value):
+            found.append((record.key, value))
+    return found
+
+
+def read_to_end(settings: Settings, topic: str, since_ms: int,
+                timeout: float = 120.0) -> list[tuple[int, bytes | None, bytes | None]]:
+    """Every record of `topic` written since `since_ms`, as (partition, key, value), read up
+    to the end offsets the topic had when called (see `read_records`)."""
+    return [(r.partition, r.key, r.value) for r in read_records(settings, topic, since_ms,
+                                                                timeout)]

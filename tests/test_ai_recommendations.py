@@ -7,7 +7,6 @@ import asyncio
 import io
 import json
 import logging
-import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -275,9 +274,9 @@ async def test_errors_after_all_retries_fall_back(chat: ChatServer,
 
 async def test_slow_answer_times_out_and_falls_back(chat: ChatServer) -> None:
     chat.replies = [Reply(content=answer_json(model_answer()), delay=1.5)]
-    started = time.monotonic()
     result = await propose(openai_settings(chat, timeout=0.3, retries=0))
-    assert time.monotonic() - started < 1.2
+    # One request, given up on (an answer waited for would be the model's, not the rules').
+    assert len(chat.requests) == 1
     assert result.source == "rules" and result == recommend(JOB)
     assert "Timeout" in (result.fallback_reason or "")
 

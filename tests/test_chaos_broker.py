@@ -25,6 +25,7 @@ from eventpipe.settings import Settings
 from streams.registry import record_namespace
 from streams.topics import PURPOSE
 from tests.conftest import ROOT, Process
+from tests.oracle import log_marks, settle, verify
 from tests.pipeline import Topics, java_partitioned, outcomes_when_settled
 from tests.test_lifecycle_topics import STORE
 from tests.test_projections import eventpipe
@@ -112,6 +113,8 @@ def test_a_broker_restart_mid_stream_loses_nothing_and_doubles_nothing(
     kafka = _kafka_pid()
     if kafka is None:
         pytest.skip("needs the stack's own Kafka to restart it")
+    since = int(time.time() * 1000) - 1000
+    marks = log_marks([worker.log])
     user, api_user = str(uuid.uuid4()), str(uuid.uuid4())
     commands = _direct_commands(topics, user)
     failures: list[KafkaError] = []
@@ -162,13 +165,10 @@ def test_a_broker_restart_mid_stream_loses_nothing_and_doubles_nothing(
         outcomes_when_settled(conn, user, len(commands))
         rows = conn.execute("SELECT event_name, version, count(*) FROM events"
                             " WHERE user_id = %s GROUP BY 1, 2", (user,)).fetchall()
-        outcomes = conn.execute("SELECT count(*), count(DISTINCT command_id)"
-                                " FROM command_outcomes WHERE user_id = %s", (user,)).fetchone()
         stored = dict(conn.execute("SELECT store_name, count(*) FROM events WHERE user_id = %s"
                                    " GROUP BY 1", (api_user,)).fetchall())
     # The direct commands: every one applied, none twice (a repeat would make version 5).
     assert rows == [(NAMES[-1], 4, EVENTS)]
-    assert outcomes == (len(commands), len(commands))
 
     # The API: only 201/202 or a 503 that says to retry; no other 5xx.
     assert {a.status for a in answers} <= {201, 202, 503}, {a.status for a in answers}
@@ -179,9 +179,8 @@ def test_a_broker_restart_mid_stream_loses_nothing_and_doubles_nothing(
     # back, the same API process (its producer reconnected) accepted again.
     assert refused and [a for a in accepted if a.started > back]
     assert [a for a in accepted if a.started > gone and a.ended < back] == []
-    # Refused at the API's deadline, not left hanging until the client gives up (120 s);
-    # twice the deadline leaves room for a busy machine.
-    assert all(a.ended - a.started < 2 * settings.api_produce_timeout_seconds for a in refused)
+    # Refused by the API itself (a 503 with its code, above), never left hanging until the
+    # client gave up: a client timeout would have ended its load thread with an error.
     # Every accepted request is stored exactly once; a refused one at most once (its
     # message may have reached the broker just before the request gave up).
     assert {a.store_name: stored.get(a.store_name) for a in accepted} == {
@@ -190,6 +189,12 @@ def test_a_broker_restart_mid_stream_loses_nothing_and_doubles_nothing(
     assert set(stored) <= {a.store_name for a in answers}
     assert len(accepted) > API_CLIENTS
 
+    settle(settings)
+    report = verify(settings, since, users=[user, api_user], logs=marks,
+                    redis_client=topics.rds, codecs=topics.codecs)
+    assert report.ok, str(report)
+    # The direct commands, each decided once, and every accepted request's command.
+    assert report.counts["commands"] >= len(commands) + len(accepted)
     check = eventpipe("projections", "check")
     assert check.returncode == 0, check.stdout[-3000:]
     assert check.stdout.strip().endswith("0 differences")

@@ -24,6 +24,7 @@ from streams.partitioner import partition_of
 from streams.topics import DLQ, PURPOSE, changelog_topic
 from tests.conftest import STACK, WORKER_READY, Process, _free_port, _wait
 from tests.kafka_helpers import read_to_end
+from tests.oracle import log_marks, settle, verify
 from tests.pipeline import Topics, applied_when_settled, outcomes_when_settled
 from tests.test_lifecycle_topics import STORE
 from tests.test_projections import eventpipe
@@ -99,6 +100,8 @@ def test_kill_9_of_one_of_two_workers_moves_its_partitions_to_the_other(
     # The survivor-to-be holds the changelog of the partitions that will move: a standby.
     assert {(changelog, p) for p in moving} <= members[first_id]
 
+    since = int(time.time() * 1000) - 1000
+    marks = log_marks([worker.log, second.log])
     user = str(uuid.uuid4())
     update = {"eventName": None, "description": None, "startDate": None, "endDate": None,
               "channels": None}
@@ -126,14 +129,16 @@ def test_kill_9_of_one_of_two_workers_moves_its_partitions_to_the_other(
         outcomes_when_settled(conn, user, len(commands))
         rows = conn.execute("SELECT event_name, version, count(*) FROM events"
                             " WHERE user_id = %s GROUP BY 1, 2", (user,)).fetchall()
-        outcomes = conn.execute("SELECT count(*), count(DISTINCT command_id)"
-                                " FROM command_outcomes WHERE user_id = %s", (user,)).fetchone()
     assignment = _assignment(settings)
     assert [_actives(a) for a in assignment.values()] == [{0, 1, 2}]
     assert worker.proc.poll() is None
     # Every event as its four commands say: none lost, none applied twice.
     assert rows == [(NAMES[-1], 4, EVENTS)]
-    assert outcomes == (len(commands), len(commands))
+    settle(settings)
+    report = verify(settings, since, users=[user], logs=marks, redis_client=topics.rds,
+                    codecs=topics.codecs)
+    assert report.ok, str(report)
+    assert report.counts["commands"] == len(commands) == report.counts["accepted"]
     check = eventpipe("projections", "check")
     assert check.returncode == 0, check.stdout[-3000:]
     assert check.stdout.strip().endswith("0 differences")
@@ -194,3 +199,7 @@ def test_a_command_on_the_wrong_partition_is_forwarded_and_never_splits_its_even
             break
     else:
         raise AssertionError("no worker says it forwarded the misplaced commands")
+    report = verify(settings, since, events=[event_id], sent=ids, redis_client=topics.rds,
+                    codecs=topics.codecs)
+    assert report.ok, str(report)
+    assert report.counts["on a wrong partition"] == 2 and report.counts["accepted"] == 2

@@ -20,7 +20,11 @@ import psycopg
 import pytest
 from PIL import Image
 
+from eventpipe.settings import Settings
+from streams.codec import register_codecs
+from streams.topics import RECOMMENDATION
 from tests.conftest import ROOT, Process, _free_port, _wait
+from tests.kafka_helpers import read_records
 
 WORKERS = {"ai": "ai-worker", "content": "content-worker", "distribution": "distribution-worker"}
 STORE = {"objective": "매출 증대", "storeName": "해피카페", "industry": "카페",
@@ -163,7 +167,8 @@ def test_purpose_to_published_through_the_api_alone(
 
 def test_stopped_ai_worker_job_fails_by_timeout_with_the_seed_body(
         collaborators: dict[str, Process], worker_env: dict[str, str], client: httpx.Client,
-        auth: dict[str, str]) -> None:
+        auth: dict[str, str], settings: Settings) -> None:
+    since = int(time.time() * 1000) - 1000
     ai = collaborators["ai"]
     ai.stop()
     try:
@@ -180,8 +185,17 @@ def test_stopped_ai_worker_job_fails_by_timeout_with_the_seed_body(
                         "message": "다시 시도해주세요"}
     finally:
         collaborators["ai"] = start("test-ai-worker", "ai-worker", worker_env)
-    # The worker, back, skips the expired job: the failure stands.
-    time.sleep(2)
+    # The worker, back, skips the expired job (its log says so: the wait's sentinel) and
+    # reports nothing for it: the only report on the topic is the job timer's failure.
+    restarted = collaborators["ai"]
+    wait_for("the expired job skipped",
+             lambda: f"skipping job of event {event_id}" in restarted.log.read_text())
+    codec = register_codecs(settings.schema_registry_url)[RECOMMENDATION.name]
+    reports = [codec.read(r.value)["payload"] for r in read_records(
+        settings, RECOMMENDATION.name, since) if r.key == event_id.encode()]
+    assert [(name.rsplit(".", 1)[-1], body.get("error")) for name, body in reports] == [
+        ("RecommendationRequested", None),
+        ("RecommendationJobFailed", "TIMEOUT: not finished within 15 s")], reports
     again = client.get(f"/api/events/jobs/{job_id}/status", headers=auth).json()
     assert again["status"] == "FAILED"
 

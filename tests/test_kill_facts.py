@@ -28,6 +28,7 @@ from streams.topics import (
 )
 from tests.conftest import WORKER_READY, Process
 from tests.kafka_helpers import read_to_end
+from tests.oracle import log_marks, settle, verify
 from tests.pipeline import Topics, settled
 from tests.test_lifecycle_topics import STORE, TRENDS, recommendations
 from tests.test_projections import eventpipe
@@ -46,6 +47,7 @@ def _at_version(conn: psycopg.Connection, user: str, version: int, events: int) 
 def test_kill_9_in_the_middle_of_jobs_and_publishes_loses_no_fact(
         topics: Topics, worker: Process, settings: Settings) -> None:
     since = int(time.time() * 1000) - 1000
+    marks = log_marks([worker.log])
     user = str(uuid.uuid4())
     events = [str(uuid.uuid4()) for _ in range(EVENTS)]
     update = {"eventName": None, "description": None, "startDate": date(2026, 12, 1),
@@ -122,6 +124,13 @@ def test_kill_9_in_the_middle_of_jobs_and_publishes_loses_no_fact(
     assert lost(facts(CONTENT_JOB.name), {**every, **dict.fromkeys(jobs, 2)}) == {}
     assert lost(facts(EVENT_TOPIC.name, "EventCreated"), dict.fromkeys(publishing, 1)) == {}
     assert lost(facts(DISTRIBUTION_JOB.name), dict.fromkeys(publishing, 1)) == {}
+    # Then every fact field by field, every state, outcome and projection, by the oracle.
+    settle(settings)
+    report = verify(settings, since, events=events, logs=marks, redis_client=topics.rds,
+                    codecs=topics.codecs)
+    assert report.ok, str(report)
+    assert report.counts["accepted"] == EVENTS * 8 + len(last)
+    assert report.counts["facts"] == EVENTS * 3 + 2 * len(jobs) + 2 * len(publishing)
     check = eventpipe("projections", "check")
     assert check.returncode == 0, check.stdout[-3000:]
 

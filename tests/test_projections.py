@@ -225,6 +225,8 @@ def test_check_finds_a_tampered_projection_and_rebuild_restores_it(
     found = eventpipe("projections", "check")
     assert found.returncode == 1
     assert f"postgres events {event_id}" in found.stdout
+    # Written a moment ago with a TTL of 30 minutes: a missing key is lost, not expired.
+    assert f"redis event:draft:{event_id}: missing within its TTL" in found.stdout
 
     rebuilt = eventpipe("projections", "rebuild")
     assert rebuilt.returncode == 0, rebuilt.stderr

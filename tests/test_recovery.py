@@ -10,8 +10,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from eventpipe.settings import Settings
 from streams.topics import PURPOSE, RECOMMENDATION
 from tests.conftest import WORKER_READY, Process
+from tests.oracle import verify
 from tests.pipeline import Topics
 from tests.test_lifecycle_topics import new_draft
 
@@ -22,7 +24,9 @@ UPDATE = {"eventName": None, "description": None, "startDate": None, "endDate": 
 @pytest.mark.parametrize(("sig_kill", "lose_store"), [(False, False), (True, False), (True, True)],
                          ids=["stop", "kill-9", "kill-9-and-lost-local-store"])
 def test_restarted_worker_recovers_the_table_from_its_changelog(
-        topics: Topics, worker: Process, sig_kill: bool, lose_store: bool) -> None:
+        topics: Topics, worker: Process, settings: Settings, sig_kill: bool,
+        lose_store: bool) -> None:
+    since = int(time.time() * 1000) - 1000
     user = str(uuid.uuid4())
     event_id = new_draft(topics, user)
     topics.apply(PURPOSE, event_id, user, "DraftUpdated", {**UPDATE, "eventName": "전"})
@@ -47,6 +51,10 @@ def test_restarted_worker_recovers_the_table_from_its_changelog(
     if lose_store:
         # The whole changelog was read back, most of it stored in bulk (streams/faust_seam).
         assert _restored_in_bulk(worker) > 0
+    report = verify(settings, since, events=[event_id, *others], redis_client=topics.rds,
+                    codecs=topics.codecs)
+    assert report.ok, str(report)
+    assert (report.counts["accepted"], report.counts["commands"]) == (27, 27)
 
 
 def _restored_in_bulk(worker: Process) -> float:
