@@ -58,7 +58,7 @@ bench: setup
 	bench/.venv-quix/bin/pip install --quiet 'quixstreams>=3.28,<4' \
 	  'psycopg[binary,pool]>=3.3,<3.4' 'redis[hiredis]>=8.1,<9' 'orjson>=3.10,<4'
 	$(BENCH_STACK) up
-	eval "$$($(BENCH_STACK) env)" && $(BIN)/eventpipe bench
+	eval "$$($(BENCH_STACK) env)" && STACK_DIR=$(CURDIR)/bench/.stack $(BIN)/eventpipe bench
 
 # The fault tests, each crash kind followed by the oracle, and a 3-minute soak.
 test-chaos: up
