@@ -167,15 +167,16 @@ def worker(process_env: dict[str, str]) -> Iterator[Process]:
 
 
 @contextmanager
-def serving_api(name: str, env: dict[str, str]) -> Iterator[str]:
-    """An API process on a free port, ready; its URL."""
+def serving_api(name: str, env: dict[str, str],
+                until: str = "/health/ready") -> Iterator[str]:
+    """An API process on a free port, answering 200 on `until`; its URL."""
     port = _free_port()
     proc = Process(name, ["api", "--port", str(port)], env)
     proc.log.unlink(missing_ok=True)
     proc.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait("API", lambda: httpx.get(f"{url}/health/ready", timeout=3).status_code == 200,
+        _wait("API", lambda: httpx.get(f"{url}{until}", timeout=3).status_code == 200,
               90, proc.proc, proc.log)
         yield url
     finally:

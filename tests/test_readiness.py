@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import STACK, WORKER_READY, Process, _free_port, _wait
+from tests.conftest import STACK, WORKER_READY, Process, _free_port, _wait, serving_api
 from tests.test_purpose_flow import PURPOSE_BODY
 
 
@@ -35,17 +35,8 @@ def no_worker(worker: Process) -> Iterator[None]:
 @pytest.fixture(scope="module")
 def lone_api(process_env: dict[str, str], no_worker: None) -> Iterator[str]:
     """An API of its own, started with no worker running (only its liveness is awaited)."""
-    port = _free_port()
-    api = Process("test-api-readiness", ["api", "--port", str(port)], process_env)
-    api.log.unlink(missing_ok=True)
-    api.start()
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait("API", lambda: httpx.get(f"{url}/health/live", timeout=3).status_code == 200,
-              90, api.proc, api.log)
+    with serving_api("test-api-readiness", process_env, until="/health/live") as url:
         yield url
-    finally:
-        api.stop()
 
 
 def test_readiness_is_down_naming_the_pipeline_while_no_worker_runs(lone_api: str) -> None:
