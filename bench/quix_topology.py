@@ -31,7 +31,7 @@ from sinks.postgres import PostgresSink
 from sinks.redis import RedisSink
 from streams import lifecycle
 from streams.codec import register_codecs
-from streams.envelope import fact_record, outcome_record, to_command
+from streams.envelope import fact_record, now_ms, outcome_record, to_command
 from streams.lifecycle import Inapplicable
 from streams.topics import COMMAND_TOPICS, OUTCOME
 
@@ -58,7 +58,7 @@ def decide(value: bytes, key: Any, timestamp: int, headers: Any,
     rows: list[dict[str, Any]] = []
     if decision.changed and decision.state is not None:
         rows.append({"kind": "state", "state": decision.state})
-    outcome = outcome_record(command, decision, time.time_ns() // 1_000_000)
+    outcome = outcome_record(command, decision, now_ms())
     rows.append({"kind": "outcome", "outcome": outcome,
                  "avro": CODECS[OUTCOME.name].encode(outcome)})
     for fact in () if decision.duplicate else decision.facts:

@@ -10,7 +10,6 @@ outcomes are not in the changelog: a rebuild keeps them as they are.
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -22,6 +21,7 @@ from sinks.batch import PROJECTED_STATUSES, Batch
 from sinks.postgres import PostgresSink
 from sinks.redis import RedisSink, draft_key
 from streams.admin import EVENTS_TABLE
+from streams.envelope import now_ms
 from streams.topics import changelog_topic
 
 __all__ = ["check", "read_changelog", "rebuild"]
@@ -92,7 +92,7 @@ async def check(settings: Settings) -> list[str]:
     finally:
         await sink.stop()
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
-    now_ms = time.time_ns() // 1_000_000
+    now = now_ms()
     try:
         for event_id, state in states.items():
             differences += _compare_postgres(event_id, state, rows.pop(event_id, None), jobs)
@@ -101,7 +101,7 @@ async def check(settings: Settings) -> list[str]:
             if cached is None:
                 # Written with a TTL from its state's time: missing before that is lost (a
                 # Redis that dropped acknowledged writes); missing after it, expired.
-                age = now_ms - int(state["updatedAt"])
+                age = now - int(state["updatedAt"])
                 if projected and age < (settings.ttl_draft_seconds - _TTL_MARGIN_SECONDS) * 1000:
                     differences.append(f"redis {draft_key(event_id)}: missing within its TTL"
                                        f" (changelog version {state['version']})")

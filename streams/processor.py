@@ -45,6 +45,7 @@ from streams.partitioner import partition_of
 from streams.table import ChangelogRecord, ChangelogWrite, EventsTable
 from streams.timeouts import OpenJobs
 from streams.topics import COMMAND_TOPICS, DLQ, OUTCOME
+from streams.vocabulary import ErrorCode
 
 __all__ = ["CommandProcessor"]
 
@@ -104,7 +105,7 @@ class CommandProcessor:
         self._out = {s.name: metrics.MESSAGES_OUT.labels(s.name)
                      for s in (*FACT_TOPICS.values(), OUTCOME, DLQ, *COMMAND_TOPICS)}
         self._lag: dict[TP, Any] = {}
-        self._rejected: dict[Any, Any] = {}
+        self._rejected = {code: metrics.REJECTIONS.labels(code.value) for code in ErrorCode}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -212,11 +213,7 @@ class CommandProcessor:
                 batch.announce[spec.name, partition].append(
                     (key, self.codecs[spec.name].write(value)))
         if decision.code is not None:
-            rejected = self._rejected.get(decision.code)
-            if rejected is None:
-                rejected = self._rejected[decision.code] = metrics.REJECTIONS.labels(
-                    decision.code.value)
-            rejected.inc()
+            self._rejected[decision.code].inc()
         batch.outcomes[partition].append(
             (key, self._codec_out[OUTCOME.name].write(outcome_record(command, decision,
                                                                       now_ms()))))

@@ -37,6 +37,7 @@ def local_schema(spec: TopicSpec) -> dict[str, Any]:
     return load_schema(str(spec.schema_path), _write_hint=False)
 
 
+@cache
 def record_namespace(spec: TopicSpec) -> str:
     """The namespace of the topic's records: union branches are named `<namespace>.<Record>`."""
     return local_schema(spec)["name"].rsplit(".", 1)[0]

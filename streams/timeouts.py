@@ -12,14 +12,13 @@ per second with a few tens of thousands of events, and hopeless with a million.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 from streams import lifecycle
 from streams.codec import AvroCodec
-from streams.envelope import command_record
+from streams.envelope import command_record, now_ms
 from streams.topics import IMAGE, RECOMMENDATION, TopicSpec
 
 __all__ = ["OpenJobs", "fail_overdue_jobs"]
@@ -76,7 +75,7 @@ async def fail_overdue_jobs(
 ) -> int:
     """Report every job unfinished after `timeout_ms` as FAILED through `send(topic, key,
     value)`, reading states with `read`; returns how many."""
-    now = time.time_ns() // 1_000_000
+    now = now_ms()
     sent = 0
     for event_id in open_jobs.requested_before(now - timeout_ms):
         state = read(event_id)
