@@ -44,6 +44,13 @@ class Record:
     value: bytes | None
 
 
+def window_start() -> int:
+    """Where a test's window of records (`since_ms` below) begins: now, on the records'
+    clock (epoch millis). No margin before it: a second's margin took in the dead letters
+    of the test before."""
+    return time.time_ns() // 1_000_000
+
+
 def read_records(settings: Settings, topic: str, since_ms: int,
                  timeout: float = 120.0) -> list[Record]:
     """Every record of `topic` written since `since_ms`, each partition in offset order, read

@@ -27,7 +27,7 @@ import time
 import traceback
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,6 +47,7 @@ from streams.processor import MAX_COMMAND_BYTES
 from streams.registry import local_schema, record_namespace, registry_client
 from streams.topics import PUBLISH, PURPOSE, RECOMMENDATION, TopicSpec
 from tests.conftest import LOGS, ROOT, STACK, WORKER_READY, Process, _wait
+from tests.kafka_helpers import window_start
 from tests.oracle import Poison, Report, log_marks, settle, verify
 from tests.pipeline import java_partitioned
 
@@ -189,7 +190,7 @@ class Soak:
     # ------------------------------------------------------------ the run
 
     def run(self) -> Report:
-        since = int(time.time() * 1000) - 1000
+        since = window_start()
         marks = log_marks([self.p.worker.log, *(c.log for c in self.p.collaborators.values())])
         self.p.log_offsets = {name: (path.stat().st_size if path.exists() else 0)
                               for name, path in self.p.logs().items()}
@@ -288,37 +289,33 @@ class Soak:
             return answer
         raise _Abandon
 
-    def _decided(self, client: httpx.Client, command_id: str) -> dict[str, Any]:
+    def _polled(self, client: httpx.Client, path: str) -> Iterator[dict[str, Any]]:
+        """`path`'s 200 answers, asked every half second until the soak stops (_Abandon)."""
         while not self.stop.is_set():
             try:
-                response = client.get(f"/api/events/commands/{command_id}")
+                response = client.get(path)
             except httpx.HTTPError:
                 time.sleep(1)
                 continue
             if response.status_code == 200:
-                outcome = response.json()
-                if outcome["status"] != "ACCEPTED":
-                    raise _Abandon
-                event = client.get(f"/api/events/{outcome['eventId']}")
-                return event.json() if event.status_code == 200 else {
-                    "eventId": outcome["eventId"]}
+                yield response.json()
             time.sleep(0.5)
         raise _Abandon
 
+    def _decided(self, client: httpx.Client, command_id: str) -> dict[str, Any]:
+        for outcome in self._polled(client, f"/api/events/commands/{command_id}"):
+            if outcome["status"] != "ACCEPTED":
+                raise _Abandon
+            event = client.get(f"/api/events/{outcome['eventId']}")
+            return event.json() if event.status_code == 200 else {"eventId": outcome["eventId"]}
+        raise _Abandon
+
     def _job(self, client: httpx.Client, job_id: str) -> dict[str, Any]:
-        while not self.stop.is_set():
-            try:
-                response = client.get(f"/api/events/jobs/{job_id}/status")
-            except httpx.HTTPError:
-                time.sleep(1)
-                continue
-            if response.status_code == 200:
-                body = response.json()
-                if body["status"] == "COMPLETED":
-                    return body
-                if body["status"] == "FAILED":
-                    raise _Abandon
-            time.sleep(0.5)
+        for body in self._polled(client, f"/api/events/jobs/{job_id}/status"):
+            if body["status"] == "COMPLETED":
+                return body
+            if body["status"] == "FAILED":
+                raise _Abandon
         raise _Abandon
 
     def _lifecycle(self, client: httpx.Client, rnd: random.Random) -> None:

@@ -25,6 +25,7 @@ from eventpipe.settings import Settings
 from streams.registry import record_namespace
 from streams.topics import PURPOSE
 from tests.conftest import ROOT, Process
+from tests.kafka_helpers import window_start
 from tests.oracle import log_marks, settle, verify
 from tests.pipeline import Topics, java_partitioned, outcomes_when_settled
 from tests.test_lifecycle_topics import STORE
@@ -113,7 +114,7 @@ def test_a_broker_restart_mid_stream_loses_nothing_and_doubles_nothing(
     kafka = _kafka_pid()
     if kafka is None:
         pytest.skip("needs the stack's own Kafka to restart it")
-    since = int(time.time() * 1000) - 1000
+    since = window_start()
     marks = log_marks([worker.log])
     user, api_user = str(uuid.uuid4()), str(uuid.uuid4())
     commands = _direct_commands(topics, user)

@@ -23,7 +23,7 @@ from streams.admin import EVENTS_TABLE
 from streams.partitioner import partition_of
 from streams.topics import DLQ, PURPOSE, changelog_topic
 from tests.conftest import STACK, WORKER_READY, Process, _free_port, _wait
-from tests.kafka_helpers import read_to_end
+from tests.kafka_helpers import read_to_end, window_start
 from tests.oracle import log_marks, settle, verify
 from tests.pipeline import Topics, applied_when_settled, outcomes_when_settled
 from tests.test_lifecycle_topics import STORE
@@ -100,7 +100,7 @@ def test_kill_9_of_one_of_two_workers_moves_its_partitions_to_the_other(
     # The survivor-to-be holds the changelog of the partitions that will move: a standby.
     assert {(changelog, p) for p in moving} <= members[first_id]
 
-    since = int(time.time() * 1000) - 1000
+    since = window_start()
     marks = log_marks([worker.log, second.log])
     user = str(uuid.uuid4())
     update = {"eventName": None, "description": None, "startDate": None, "endDate": None,
@@ -163,7 +163,7 @@ def test_a_command_on_the_wrong_partition_is_forwarded_and_never_splits_its_even
     _wait("both workers with partitions",
           lambda: all(_actives(a) for a in _assignment(settings).values())
           and len(_assignment(settings)) == 2, 120, worker.proc, worker.log)
-    since = int(time.time() * 1000) - 1000
+    since = window_start()
     user, event_id = str(uuid.uuid4()), _crc32_misplaced_event_id()
     right = partition_of(event_id.encode(), 3)
     crc32 = Producer({"bootstrap.servers": settings.kafka_bootstrap_servers, "acks": "all"})

@@ -24,7 +24,7 @@ from eventpipe.settings import Settings
 from streams.codec import register_codecs
 from streams.topics import RECOMMENDATION
 from tests.conftest import ROOT, Process, _free_port, _wait
-from tests.kafka_helpers import read_records
+from tests.kafka_helpers import read_records, window_start
 
 WORKERS = {"ai": "ai-worker", "content": "content-worker", "distribution": "distribution-worker"}
 STORE = {"objective": "매출 증대", "storeName": "해피카페", "industry": "카페",
@@ -168,7 +168,7 @@ def test_purpose_to_published_through_the_api_alone(
 def test_stopped_ai_worker_job_fails_by_timeout_with_the_seed_body(
         collaborators: dict[str, Process], worker_env: dict[str, str], client: httpx.Client,
         auth: dict[str, str], settings: Settings) -> None:
-    since = int(time.time() * 1000) - 1000
+    since = window_start()
     ai = collaborators["ai"]
     ai.stop()
     try:

@@ -8,14 +8,14 @@ import uuid
 
 from eventpipe.settings import Settings
 from streams.topics import DLQ, PURPOSE, RECOMMENDATION
-from tests.kafka_helpers import read_avro
+from tests.kafka_helpers import read_avro, window_start
 from tests.pipeline import Topics
 from tests.test_lifecycle_topics import STORE, new_draft
 
 
 def test_poison_is_dead_lettered_and_the_next_message_applied(
         topics: Topics, settings: Settings) -> None:
-    since = int(time.time() * 1000) - 1000
+    since = window_start()
     event_id = str(uuid.uuid4())
     key = event_id.encode()
     user = str(uuid.uuid4())
@@ -55,7 +55,7 @@ def test_poison_is_dead_lettered_and_the_next_message_applied(
 
 def test_a_result_for_an_unknown_job_is_dead_lettered(topics: Topics,
                                                       settings: Settings) -> None:
-    since = int(time.time() * 1000) - 1000
+    since = window_start()
     user = str(uuid.uuid4())
     event_id = new_draft(topics, user)
     stray = str(uuid.uuid4())

@@ -27,7 +27,7 @@ from streams.topics import (
     RECOMMENDATION,
 )
 from tests.conftest import WORKER_READY, Process
-from tests.kafka_helpers import read_to_end
+from tests.kafka_helpers import read_to_end, window_start
 from tests.oracle import log_marks, settle, verify
 from tests.pipeline import Topics, settled
 from tests.test_lifecycle_topics import STORE, TRENDS, recommendations
@@ -46,7 +46,7 @@ def _at_version(conn: psycopg.Connection, user: str, version: int, events: int) 
 @pytest.mark.timeout(900)
 def test_kill_9_in_the_middle_of_jobs_and_publishes_loses_no_fact(
         topics: Topics, worker: Process, settings: Settings) -> None:
-    since = int(time.time() * 1000) - 1000
+    since = window_start()
     marks = log_marks([worker.log])
     user = str(uuid.uuid4())
     events = [str(uuid.uuid4()) for _ in range(EVENTS)]

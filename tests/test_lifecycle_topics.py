@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from datetime import date
 from typing import Any
@@ -22,7 +21,7 @@ from streams.topics import (
     PURPOSE,
     RECOMMENDATION,
 )
-from tests.kafka_helpers import read_avro
+from tests.kafka_helpers import read_avro, window_start
 from tests.pipeline import Topics
 
 STORE = {"objective": "SALES_GROWTH", "storeName": "해피카페", "industry": "카페",
@@ -88,7 +87,7 @@ def ready_draft(topics: Topics, user: str) -> str:
 def test_whole_lifecycle_through_topics(topics: Topics, settings: Settings,
                                         pg: psycopg.Connection) -> None:
     user = str(uuid.uuid4())
-    since = int(time.time() * 1000) - 1000
+    since = window_start()
     event_id = new_draft(topics, user)
 
     # AI recommendations: request -> job on ai-job-topic -> progress -> three results.

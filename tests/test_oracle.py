@@ -3,7 +3,6 @@ a topic or the DLQ disagrees with the model (a test that cannot fail proves noth
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import psycopg
@@ -12,6 +11,7 @@ import redis
 from eventpipe.settings import Settings
 from sinks.redis import draft_key
 from streams.topics import PURPOSE
+from tests.kafka_helpers import window_start
 from tests.oracle import Poison, verify
 from tests.pipeline import Topics
 from tests.test_lifecycle_topics import STORE, ready_draft
@@ -23,7 +23,7 @@ UPDATE = {"eventName": None, "description": None, "startDate": None, "endDate": 
 def test_the_oracle_agrees_with_a_healthy_pipeline_and_names_every_difference(
         topics: Topics, settings: Settings, pg: psycopg.Connection,
         rds: redis.Redis) -> None:
-    since = int(time.time() * 1000) - 1000
+    since = window_start()
     user = str(uuid.uuid4())
     published = ready_draft(topics, user)
     topics.apply(PURPOSE, published, user, "DraftUpdated", {**UPDATE, "eventName": "둘"})

@@ -15,6 +15,7 @@ import pytest
 from eventpipe.settings import Settings
 from streams.topics import PURPOSE
 from tests.conftest import LOGS, ROOT, STACK
+from tests.kafka_helpers import window_start
 from tests.oracle import log_marks, settle, verify
 from tests.pipeline import Topics, applied_when_settled, outcomes_when_settled
 from tests.soak import service_pid
@@ -51,7 +52,7 @@ def test_10000_commands_through_a_postgresql_restart_and_a_redis_outage(
         topics: Topics, settings: Settings, pg: psycopg.Connection) -> None:
     if not _own_postgres():
         pytest.skip("needs the stack's own PostgreSQL to restart it")
-    since = int(time.time() * 1000) - 1000
+    since = window_start()
     user = str(uuid.uuid4())
     event_ids = [str(uuid.uuid4()) for _ in range(EVENTS)]
     commands = []
@@ -105,7 +106,7 @@ def test_kill_9_of_the_worker_in_the_middle_of_20000_commands(
         topics: Topics, worker, settings: Settings) -> None:
     from tests.conftest import WORKER_READY
 
-    since = int(time.time() * 1000) - 1000
+    since = window_start()
     marks = log_marks([worker.log])
     user = str(uuid.uuid4())
     event_ids = [str(uuid.uuid4()) for _ in range(5000)]

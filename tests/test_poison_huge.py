@@ -10,7 +10,7 @@ import uuid
 from eventpipe.settings import Settings
 from streams.envelope import MAX_COMMAND_BYTES, MAX_KEY_BYTES
 from streams.topics import DLQ, PURPOSE
-from tests.kafka_helpers import read_avro
+from tests.kafka_helpers import read_avro, window_start
 from tests.pipeline import Topics
 from tests.test_lifecycle_topics import STORE
 
@@ -26,7 +26,7 @@ def _envelope(topics: Topics, event_id: str, user: str, store: dict[str, object]
 
 def test_huge_and_unstorable_messages_are_dead_lettered_and_the_next_applied(
         topics: Topics, settings: Settings, worker) -> None:
-    since = int(time.time() * 1000) - 1000
+    since = window_start()
     user = str(uuid.uuid4())
     event_id = str(uuid.uuid4())
     key = event_id.encode()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import httpx
@@ -11,7 +10,7 @@ import redis
 
 from eventpipe.settings import Settings
 from streams.topics import EVENT_TOPIC, PURPOSE
-from tests.kafka_helpers import end_offsets, read_avro
+from tests.kafka_helpers import end_offsets, read_avro, window_start
 
 PURPOSE_BODY = {"objective": "신규 고객 유치", "storeName": "맛있는집", "industry": "음식점",
                 "address": "서울시 강남구"}
@@ -21,7 +20,7 @@ def test_purpose_creates_a_draft_in_every_store(
     client: httpx.Client, auth: dict[str, str], user_id: str, settings: Settings,
     pg: psycopg.Connection, rds: redis.Redis,
 ) -> None:
-    since = int(time.time() * 1000) - 1000
+    since = window_start()
 
     response = client.post("/api/events/purposes", json=PURPOSE_BODY, headers=auth)
 

@@ -13,6 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from eventpipe.settings import Settings
 from streams.topics import PURPOSE, RECOMMENDATION
 from tests.conftest import WORKER_READY, Process
+from tests.kafka_helpers import window_start
 from tests.oracle import verify
 from tests.pipeline import Topics
 from tests.test_lifecycle_topics import new_draft
@@ -26,7 +27,7 @@ UPDATE = {"eventName": None, "description": None, "startDate": None, "endDate": 
 def test_restarted_worker_recovers_the_table_from_its_changelog(
         topics: Topics, worker: Process, settings: Settings, sig_kill: bool,
         lose_store: bool) -> None:
-    since = int(time.time() * 1000) - 1000
+    since = window_start()
     user = str(uuid.uuid4())
     event_id = new_draft(topics, user)
     topics.apply(PURPOSE, event_id, user, "DraftUpdated", {**UPDATE, "eventName": "전"})
