@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     # The most command records one fetch hands the processor: one batch, decided, delivered
     # and committed together (streams/processor.py). A lone command is a batch of one.
     worker_batch_commands: int = 5000
+    # How long the broker holds a fetch of the worker's or the projector's consumer that
+    # finds nothing new: a record can wait this long behind one (aiokafka keeps one fetch in
+    # flight per broker; streams/faust_seam.BatchConsumerThread). Idle, a worker then costs
+    # a few per cent of a core.
+    fetch_max_wait_ms: int = 10
 
     # Projector (changelog -> PostgreSQL + Redis).
     # The worker's projector: in a child process, as a task in its event loop, or none (then

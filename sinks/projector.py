@@ -86,6 +86,7 @@ class Projector:
             group_id=f"{self.settings.app_id}-projector",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
+            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
             max_poll_records=self.settings.sink_batch_size,
             # Partition p of the changelog and of the outcomes to the same projector (both are
             # keyed by eventId): round robin could split them between two projectors, and an

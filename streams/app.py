@@ -43,7 +43,7 @@ class Pipeline:
 
 
 def build_app(settings: Settings) -> PipelineApp:
-    return PipelineApp(
+    app = PipelineApp(
         settings.app_id,
         broker=f"kafka://{settings.kafka_bootstrap_servers}",
         store=settings.table_store,
@@ -69,6 +69,8 @@ def build_app(settings: Settings) -> PipelineApp:
         key_serializer="raw",
         value_serializer="raw",
     )
+    app.fetch_max_wait_ms = settings.fetch_max_wait_ms
+    return app
 
 
 def build_pipeline(settings: Settings) -> Pipeline:

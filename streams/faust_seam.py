@@ -60,6 +60,32 @@ class BatchConsumer(faust_aiokafka.Consumer):
         return records, active
 
 
+    def _new_consumer_thread(self) -> faust_aiokafka.AIOKafkaConsumerThread:
+        return BatchConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+
+class BatchConsumerThread(faust_aiokafka.AIOKafkaConsumerThread):
+    """Faust's consumer thread, with the app's `fetch_max_wait_ms` for its aiokafka consumer.
+
+    aiokafka keeps one fetch in flight per broker and leaves out of it the partitions whose
+    records are still buffered; a command arriving on one of those waits until the fetch in
+    flight returns, which the broker holds up to `fetch_max_wait_ms` when nothing else comes.
+    Faust fixes that wait at 1,500 ms, and lone commands waited up to that long (a POST's
+    p95 of 1.2 s at 200/s).
+    Private: `Consumer._new_consumer_thread` (the factory of this thread),
+    `AIOKafkaConsumerThread._create_worker_consumer` (builds the aiokafka consumer, not yet
+    started) and `AIOKafkaConsumer._fetch_max_wait_ms` (the constructor's argument, handed to
+    its fetcher at start).
+    """
+
+    def _create_worker_consumer(self, transport: Any) -> Any:
+        consumer = super()._create_worker_consumer(transport)
+        wait = getattr(self.app, "fetch_max_wait_ms", None)
+        if wait is not None:
+            consumer._fetch_max_wait_ms = wait
+        return consumer
+
+
 class BatchTransport(faust_aiokafka.Transport):
     Consumer = BatchConsumer
 
@@ -73,6 +99,7 @@ class PipelineApp(faust.App):
 
     batch_topics: frozenset[str] | None = None
     batch_handler: BatchHandler
+    fetch_max_wait_ms: int | None = None  # None: Faust's own (1,500 ms)
     before_stop: Callable[[], Awaitable[None]] | None = None
 
     def route_batches(self, topics: frozenset[str], handler: BatchHandler,

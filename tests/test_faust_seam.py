@@ -4,8 +4,10 @@ that renames or reshapes one fails here, not in production."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 from pathlib import Path
+from typing import Any
 
 import faust
 import pytest
@@ -17,6 +19,7 @@ from faust.types import TP
 
 from streams.faust_seam import (
     BatchConsumer,
+    BatchConsumerThread,
     BatchTransport,
     PipelineApp,
     not_consuming,
@@ -130,3 +133,23 @@ def test_the_flags_not_consuming_reads_are_the_ones_faust_sets(tmp_path: Path) -
     assert not_consuming(app) == "recovering the table"
     app.rebalancing = True
     assert not_consuming(app) == "rebalancing"
+
+
+def test_the_worker_consumers_fetch_wait_is_the_apps(tmp_path: Path) -> None:
+    # Faust builds its consumer thread in `_new_consumer_thread` and the aiokafka consumer in
+    # `_create_worker_consumer`, fixing `fetch_max_wait_ms=1500`, which aiokafka keeps in
+    # `_fetch_max_wait_ms` until its fetcher is made at start.
+    assert "fetch_max_wait_ms=1500" in inspect.getsource(
+        faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer)
+    app = PipelineApp("seam-test", broker="kafka://127.0.0.1:1", datadir=str(tmp_path))
+    app.fetch_max_wait_ms = 7
+    thread = app.consumer._new_consumer_thread()
+    assert isinstance(thread, BatchConsumerThread)
+
+    async def build() -> Any:  # aiokafka makes its consumer inside a running loop
+        return thread._create_worker_consumer(app.transport)
+
+    consumer = asyncio.run(build())
+    assert consumer._fetch_max_wait_ms == 7
+    assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(
+        type(consumer).start)
