@@ -5,10 +5,10 @@ The changelog table is the source of truth; both stores are projections of it. P
 per event and every outcome; 3. write PostgreSQL in one transaction; 4. write Redis in one
 pipeline, then announce the outcomes; 5. commit (at most every `sink_commit_seconds`).
 
-The linger follows the load: `LINGER_PER_WRITE` times the last write, at most
-`sink_max_linger_seconds`, ended by `sink_batch_seconds` of quiet or at once when the batch
-reaches the end of every partition it holds, so a lone record waits for its own write only
-and a backlog folds an event's states into one write. A store that is down is retried until
+Behind by a backlog, a batch gathers for `LINGER_PER_WRITE` times the last write (at most
+`sink_max_linger_seconds`), so an event's states fold into one write; near the end of its
+partitions it is written at once, with the outcomes of its states, which it waits for once,
+so a lone command's state and outcome go in one write. A store that is down is retried until
 it is back, never skipped; version guards make a replay leave the stores as they were
 (docs/decisions/0008).
 """
@@ -43,6 +43,7 @@ __all__ = ["Projector"]
 
 log = logging.getLogger(__name__)
 LINGER_PER_WRITE = 4.0  # a batch gathers for this many times the last write's duration
+BACKLOG_RECORDS = 500  # this many records behind the batch, and it gathers for the linger
 # A store that is down or restarting: wait and write again, never skip.
 _STORE_ERRORS: tuple[type[BaseException], ...] = (
     OSError, ConnectionError, asyncio.TimeoutError, psycopg.OperationalError,
@@ -124,7 +125,7 @@ class Projector:
 
     async def project_once(self) -> int:
         """One pass of the commit protocol; returns the number of records consumed."""
-        # 1. poll
+        # 1. poll, 2. fold (as the records come)
         polled = await self.consumer.getmany(
             timeout_ms=int(self.settings.sink_batch_seconds * 1000),
             max_records=self.settings.sink_batch_size,
@@ -132,15 +133,10 @@ class Projector:
         if not polled:
             await self._commit()  # idle: whatever is written gets committed
             return 0
-        await self._gather(polled)
-        # 2. fold
         batch = Batch()
-        count = 0
-        for tp, records in polled.items():
-            for record in records:
-                self._fold(batch, record)
-                count += 1
-            batch.offsets[tp] = records[-1].offset + 1
+        awaited: set[str] = set()  # commandIds of the batch's states whose outcome is not in it
+        count = self._fold_all(batch, awaited, polled)
+        count += await self._gather(batch, awaited, count)
         started = time.monotonic()
         # 3. PostgreSQL, one transaction
         await self._retry("postgres", self.postgres.write,
@@ -156,31 +152,53 @@ class Projector:
             await self._commit()
         return count
 
-    async def _gather(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> None:
-        """Add to `polled` what comes within the linger, up to a full batch; stop early when
-        nothing more comes for `sink_batch_seconds` (the burst is over: write it now)."""
+    async def _gather(self, batch: Batch, awaited: set[str], count: int) -> int:
+        """Fold into `batch` what more comes, up to a full batch; returns how many records
+        came. Behind by a backlog, it gathers for the linger (an event's states fold into
+        one write); near the end of its partitions it writes at once, after one short wait
+        for the outcomes of its states if some are missing (the worker sends a state's
+        outcome right after the state: a lone command's state and outcome then go in one
+        write, the one its caller waits for). Nothing more for `sink_batch_seconds` ends
+        it too."""
         size = self.settings.sink_batch_size
-        count = sum(len(records) for records in polled.values())
-        deadline = time.monotonic() + self.linger
-        while count < size and not self._caught_up(polled) and \
-                (left := deadline - time.monotonic()) > 0:
-            wait = min(left, self.settings.sink_batch_seconds)
+        started = time.monotonic()
+        came = 0
+        waited_for_outcomes = False
+        while count + came < size:
+            if self._behind(batch) < BACKLOG_RECORDS:
+                if not awaited or waited_for_outcomes:
+                    break
+                waited_for_outcomes = True
+                wait = self.settings.sink_batch_seconds
+            else:
+                left = started + self.linger - time.monotonic()
+                if left <= 0:
+                    break
+                wait = min(left, self.settings.sink_batch_seconds)
             more = await self.consumer.getmany(timeout_ms=max(1, int(wait * 1000)),
-                                               max_records=size - count)
+                                               max_records=size - count - came)
             if not more:
-                return
-            for tp, records in more.items():
-                polled.setdefault(tp, []).extend(records)
-                count += len(records)
+                break
+            came += self._fold_all(batch, awaited, more)
+        return came
 
-    def _caught_up(self, polled: dict[TopicPartition, list[ConsumerRecord]]) -> bool:
-        """Whether the batch ends at each of its partitions' end (as the last fetch saw it):
-        then nothing is behind it to fold in, and waiting would only delay it."""
+    def _fold_all(self, batch: Batch, awaited: set[str],
+                  polled: dict[TopicPartition, list[ConsumerRecord]]) -> int:
+        count = 0
         for tp, records in polled.items():
+            for record in records:
+                self._fold(batch, awaited, record)
+            count += len(records)
+            batch.offsets[tp] = records[-1].offset + 1
+        return count
+
+    def _behind(self, batch: Batch) -> int:
+        """Records in the batch's partitions after it, as the last fetch saw their ends."""
+        behind = 0
+        for tp, offset in batch.offsets.items():
             end = self.consumer.highwater(tp)
-            if end is None or end > records[-1].offset + 1:
-                return False
-        return True
+            behind += BACKLOG_RECORDS if end is None else max(0, end - offset)
+        return behind
 
     async def _commit(self) -> None:
         """Commit the written offsets of the partitions still ours: a rebalance (another
@@ -199,18 +217,24 @@ class Projector:
         except (CommitFailedError, IllegalStateError) as exc:
             log.info("offsets not committed, the group rebalanced: %s", exc)
 
-    def _fold(self, batch: Batch, record: ConsumerRecord) -> None:
+    def _fold(self, batch: Batch, awaited: set[str], record: ConsumerRecord) -> None:
         if record.topic == self.changelog:
             if record.value is None:
                 return  # a tombstone: we never delete table keys, so nothing to project
-            batch.add_state(orjson.loads(record.value))
+            state = orjson.loads(record.value)
+            batch.add_state(state)
+            if recent := state.get("recentCommands"):
+                awaited.add(recent[-1])  # the command that made this state
             return
         try:
-            batch.outcomes.append(_outcome_record(self.outcome_codec.read(record.value)))
+            outcome = _outcome_record(self.outcome_codec.read(record.value))
         except DecodeError as exc:
             # Only our processor writes this topic; a bad record is a bug to see, not to stall on.
             log.error("undecodable outcome at %s[%s]@%s: %s",
                       record.topic, record.partition, record.offset, exc)
+            return
+        batch.outcomes.append(outcome)
+        awaited.discard(outcome["commandId"])
 
     async def _retry(self, store: str, write: Any, *args: Any) -> None:
         async for attempt in AsyncRetrying(
