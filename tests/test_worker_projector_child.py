@@ -19,9 +19,9 @@ from pathlib import Path
 from confluent_kafka.admin import AdminClient
 
 from eventpipe.settings import Settings
+from sinks.projector_process import ProjectorProcess
 from streams.metrics import SinkStats
 from streams.topics import PURPOSE
-from streams.worker import ProjectorProcess
 from tests.conftest import ROOT, _wait
 from tests.pipeline import Topics
 from tests.test_lifecycle_topics import STORE
@@ -34,7 +34,7 @@ from confluent_kafka.admin import AdminClient
 
 from eventpipe.settings import Settings
 from streams.metrics import SinkStats
-from streams.worker import ProjectorProcess
+from sinks.projector_process import ProjectorProcess
 child = ProjectorProcess(Settings(), SinkStats())
 child.start()
 print(child.process.pid, flush=True)
