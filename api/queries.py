@@ -20,6 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from api.redis_reader import RedisReader
 from sinks.documents import event_document, objective_label
 from sinks.postgres import read_state
 from sinks.redis import draft_key, job_key
@@ -55,18 +56,19 @@ def _iso(ts: Any) -> str | None:
 
 
 class EventQueries:
-    def __init__(self, redis: Redis, raw: Redis, pool: AsyncConnectionPool,
+    def __init__(self, reader: RedisReader | Redis, pool: AsyncConnectionPool,
                  next_batch: NextBatch) -> None:
-        self.redis = redis  # replies decoded to str
-        self.raw = raw  # replies as bytes: the document goes out as stored
+        # Replies as bytes (the document goes out as stored): the lean reader, or redis-py
+        # without decoding where the reader does not go (TLS, a unix socket).
+        self.reader = reader
         self.pool = pool
         self.next_batch = next_batch
 
     async def cached_draft(self, event_id: str, field: str) -> tuple[bytes | None, bytes | None]:
         """The stored document and one more field of the draft's hash, from Redis alone;
         Nones when Redis has no such draft. Raises RedisError or OSError when it is down."""
-        # execute_command, not hmget: a hot path, and hmget only rebuilds these arguments.
-        doc, other = await self.raw.execute_command("HMGET", draft_key(event_id), "doc", field)
+        doc, other = await self.reader.execute_command("HMGET", draft_key(event_id), "doc",
+                                                        field)
         return doc, other
 
     async def _draft(self, event_id: str, field: str,
@@ -158,10 +160,11 @@ class EventQueries:
     async def cached_job(self, job_id: str) -> dict[str, Any] | None:
         """The job's status hash from Redis alone, None when Redis has no such job. Raises
         RedisError or OSError when it is down."""
-        values = await self.redis.execute_command("HMGET", job_key(job_id), *_JOB_FIELDS)
+        values = await self.reader.execute_command("HMGET", job_key(job_id), *_JOB_FIELDS)
         if values[0] is None:
             return None
-        job_type, status, progress, event_id, user_id, error = values
+        job_type, status, progress, event_id, user_id, error = (
+            None if v is None else v.decode() for v in values)
         return {"jobId": job_id, "jobType": job_type, "status": status,
                 "progress": int(progress), "eventId": event_id, "userId": user_id,
                 "error": error}
