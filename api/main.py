@@ -7,7 +7,6 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api.access_log import redact_access_log
 from api.errors import install_error_handlers
 from api.fast_reads import FastReads
 from api.limits import BodyLimit, InFlightLimit
@@ -33,7 +32,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        redact_access_log()  # after uvicorn has configured its loggers
         app.state.services = await Services.open(settings)
         try:
             yield
