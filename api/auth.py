@@ -15,7 +15,7 @@ from api.errors import ApiError
 from eventpipe.settings import Settings, get_settings
 from streams.vocabulary import ErrorCode
 
-__all__ = ["CurrentUser", "current_user", "issue_token"]
+__all__ = ["CurrentUser", "current_user", "issue_token", "verified_user"]
 
 _bearer = HTTPBearer(auto_error=False, description="JWT whose `sub` is the user's UUID")
 
@@ -43,7 +43,8 @@ async def _settings() -> Settings:
 _verified: LRUCache[tuple[str, str], tuple[str, float]] = LRUCache(maxsize=10_000)
 
 
-def _verify(token: str, settings: Settings) -> str:
+def verified_user(token: str, settings: Settings) -> str:
+    """The `sub` of a valid token; raises jwt.PyJWTError or ValueError for any other."""
     key = _verifying_key(settings)
     hit = _verified.get((key, token))
     if hit is not None and hit[1] > time.time():
@@ -65,7 +66,7 @@ async def current_user(
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise ApiError(ErrorCode.AUTH_001)
     try:
-        return _verify(credentials.credentials, settings)
+        return verified_user(credentials.credentials, settings)
     except (jwt.PyJWTError, ValueError) as exc:
         reason = f"유효하지 않은 토큰입니다: {type(exc).__name__}"
         raise ApiError(ErrorCode.AUTH_001, reason) from exc

@@ -10,7 +10,7 @@ a reply that is merely late is waited for, so load never turns into a fallback s
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, MutableMapping
 from typing import Any
 
 import orjson
@@ -20,11 +20,12 @@ from psycopg_pool import AsyncConnectionPool
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from api.redis_reader import RedisReader
 from sinks.documents import event_document, objective_label
 from sinks.postgres import read_state
 from sinks.redis import draft_key, job_key
 
-__all__ = ["EventQueries"]
+__all__ = ["EventQueries", "mark_redis_failed", "redis_failed"]
 
 FALLBACKS = Counter("eventpipe_api_read_fallbacks_total",
                     "reads served from PostgreSQL instead of Redis", ["reason"])
@@ -33,6 +34,21 @@ _MISSED, _DOWN = FALLBACKS.labels("miss"), FALLBACKS.labels("redis_down")
 # since announcements stop while the listener reconnects.
 NextBatch = Callable[[float], Awaitable[None]]
 _ROUND_SECONDS = 0.25
+_JOB_FIELDS = ("jobType", "status", "progress", "eventId", "userId", "error")
+
+
+# Set in a request's ASGI scope by the fast path (api/fast_reads.py) when Redis failed it:
+# the FastAPI route it hands the request to then goes to PostgreSQL at once, rather than
+# wait for a hung Redis a second time.
+_REDIS_FAILED = "eventpipe.redis_failed"
+
+
+def mark_redis_failed(scope: MutableMapping[str, Any]) -> None:
+    scope[_REDIS_FAILED] = True
+
+
+def redis_failed(scope: Mapping[str, Any]) -> bool:
+    return _REDIS_FAILED in scope
 
 
 def _iso(ts: Any) -> str | None:
@@ -40,27 +56,38 @@ def _iso(ts: Any) -> str | None:
 
 
 class EventQueries:
-    def __init__(self, redis: Redis, raw: Redis, pool: AsyncConnectionPool,
+    def __init__(self, reader: RedisReader | Redis, pool: AsyncConnectionPool,
                  next_batch: NextBatch) -> None:
-        self.redis = redis  # replies decoded to str
-        self.raw = raw  # replies as bytes: the document goes out as stored
+        # Replies as bytes (the document goes out as stored): the lean reader, or redis-py
+        # without decoding where the reader does not go (TLS, a unix socket).
+        self.reader = reader
         self.pool = pool
         self.next_batch = next_batch
 
-    async def _draft(self, event_id: str, field: str) -> tuple[bytes | None, bytes | None]:
-        """The stored document and one more field of the draft's hash; Nones when Redis
-        has no such draft or is down."""
-        try:
-            doc, other = await self.raw.hmget(draft_key(event_id), ["doc", field])
-        except (RedisError, OSError):
-            _DOWN.inc()
-            return None, None
+    async def cached_draft(self, event_id: str, field: str) -> tuple[bytes | None, bytes | None]:
+        """The stored document and one more field of the draft's hash, from Redis alone;
+        Nones when Redis has no such draft. Raises RedisError or OSError when it is down."""
+        doc, other = await self.reader.execute_command("HMGET", draft_key(event_id), "doc",
+                                                        field)
         return doc, other
 
-    async def event_json(self, event_id: str, user_id: str) -> bytes | None:
+    async def _draft(self, event_id: str, field: str,
+                     use_redis: bool) -> tuple[bytes | None, bytes | None]:
+        """As `cached_draft`, with Nones when Redis is down too (or was found down by this
+        request already: `use_redis` False, so a hung Redis is not waited for twice)."""
+        if use_redis:
+            try:
+                return await self.cached_draft(event_id, field)
+            except (RedisError, OSError):
+                pass
+        _DOWN.inc()
+        return None, None
+
+    async def event_json(self, event_id: str, user_id: str,
+                         use_redis: bool = True) -> bytes | None:
         """The event's JSON as the API answers it, or None when there is no such event or
         it is another user's."""
-        doc, owner = await self._draft(event_id, "userId")
+        doc, owner = await self._draft(event_id, "userId", use_redis)
         if doc is not None and owner is not None:
             return doc if owner.decode() == user_id else None
         _MISSED.inc()
@@ -69,9 +96,10 @@ class EventQueries:
             return None
         return orjson.dumps(found[0])
 
-    async def event(self, event_id: str) -> tuple[dict[str, Any], int] | None:
+    async def event(self, event_id: str,
+                    use_redis: bool = True) -> tuple[dict[str, Any], int] | None:
         """(document, version), or None when there is no such event."""
-        doc, version = await self._draft(event_id, "version")
+        doc, version = await self._draft(event_id, "version", use_redis)
         if doc is not None and version is not None:
             return orjson.loads(doc), int(version)
         _MISSED.inc()
@@ -129,17 +157,30 @@ class EventQueries:
             "createdAt": _iso(r["created_at"]), "updatedAt": _iso(r["updated_at"]),
         } for r in rows], total
 
-    async def job(self, job_id: str) -> dict[str, Any] | None:
+    async def cached_job(self, job_id: str) -> dict[str, Any] | None:
+        """The job's status hash from Redis alone, None when Redis has no such job. Raises
+        RedisError or OSError when it is down."""
+        values = await self.reader.execute_command("HMGET", job_key(job_id), *_JOB_FIELDS)
+        if values[0] is None:
+            return None
+        job_type, status, progress, event_id, user_id, error = (
+            None if v is None else v.decode() for v in values)
+        return {"jobId": job_id, "jobType": job_type, "status": status,
+                "progress": int(progress), "eventId": event_id, "userId": user_id,
+                "error": error}
+
+    async def job(self, job_id: str, use_redis: bool = True) -> dict[str, Any] | None:
         """The job's status hash (Redis), or its row (PostgreSQL)."""
-        try:
-            found = await self.redis.hgetall(job_key(job_id))
-        except (RedisError, OSError):
+        found = None
+        if use_redis:
+            try:
+                found = await self.cached_job(job_id)
+            except (RedisError, OSError):
+                _DOWN.inc()
+        else:
             _DOWN.inc()
-            found = {}
-        if found:
-            return {"jobId": job_id, "jobType": found["jobType"], "status": found["status"],
-                    "progress": int(found["progress"]), "eventId": found["eventId"],
-                    "userId": found.get("userId"), "error": found.get("error")}
+        if found is not None:
+            return found
         _MISSED.inc()
         async with self.pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             await cur.execute("SELECT * FROM jobs WHERE job_id = %s", (job_id,))

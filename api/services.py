@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from api.commands import CommandBus, OutcomeWaiter
 from api.pipeline import PipelineCheck
 from api.queries import EventQueries
+from api.redis_reader import RedisReader
 from eventpipe.settings import Settings
 from streams.codec import register_codecs
 
@@ -25,7 +26,7 @@ class Services:
     settings: Settings
     producer: AIOKafkaProducer
     redis: Redis
-    raw: Redis
+    reader: RedisReader | Redis  # the hot reads' (api/redis_reader.py)
     pool: AsyncConnectionPool
     waiter: OutcomeWaiter
     commands: CommandBus
@@ -57,7 +58,10 @@ class Services:
         timeouts = {"socket_timeout": settings.api_redis_timeout_seconds,
                     "socket_connect_timeout": 1.0}
         redis = Redis.from_url(settings.redis_url, decode_responses=True, **timeouts)
-        raw = Redis.from_url(settings.redis_url, decode_responses=False, **timeouts)
+        reader = (RedisReader(settings.redis_url, timeouts["socket_timeout"],
+                              timeouts["socket_connect_timeout"])
+                  if RedisReader.supports(settings.redis_url)
+                  else Redis.from_url(settings.redis_url, decode_responses=False, **timeouts))
         # check: a connection broken by a PostgreSQL restart is replaced, not handed out.
         # A request waits this long for a PostgreSQL connection, then answers 503 (the pool's
         # default, 30 s, outlasts any client's patience).
@@ -68,8 +72,8 @@ class Services:
         waiter = OutcomeWaiter(redis, pool)
         await waiter.start()
         commands = CommandBus(producer, codecs, waiter, settings.api_produce_timeout_seconds)
-        queries = EventQueries(redis, raw, pool, waiter.next_batch)
-        return cls(settings, producer, redis, raw, pool, waiter, commands, queries,
+        queries = EventQueries(reader, pool, waiter.next_batch)
+        return cls(settings, producer, redis, reader, pool, waiter, commands, queries,
                    PipelineCheck(settings))
 
     async def close(self) -> None:
@@ -78,7 +82,7 @@ class Services:
         await self.producer.stop()
         await self.pool.close()
         await self.redis.aclose()
-        await self.raw.aclose()
+        await self.reader.aclose()
 
 
 async def _services(request: Request) -> Services:

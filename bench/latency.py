@@ -6,7 +6,8 @@
 2. GET of a bare FastAPI route (bench/bare.py, same uvicorn set-up) at the query rate: the
    floor the API's reads are judged against, in the same run.
 3. GET /api/events/{id} and GET /api/events/jobs/{jobId}/status at the query rate, over
-   drafts and jobs made beforehand.
+   drafts and jobs made beforehand. For 2 and 3 the serving process's CPU time per request
+   (utime + stime) is kept too (`cpu_us_per_request` in results.json).
 4. Past capacity: GET event at twice the query rate, and the list (GET /api/events, from
    PostgreSQL) at the query rate: what the API answers when asked for more than it can do
    (429 with Retry-After, not a queue).
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -75,11 +77,12 @@ def measure(rate: int, seconds: int, query_rate: int) -> dict[str, Any]:
                              os.environ["KAFKA_BOOTSTRAP_SERVERS"], PURPOSE.name,
                              changelog_topic(env["APP_ID"], EVENTS_TABLE), OUTCOME.name)
         events = [Target("GET", f"{url}/api/events/{d}", token) for d in drafts]
-        floor = attack("latency-bare", [Target("GET", f"http://127.0.0.1:{BARE_PORT}/bare")],
-                       query_rate, seconds)
-        event = attack("latency-event", events, query_rate, seconds)
-        job = attack("latency-job", [Target("GET", f"{url}/api/events/jobs/{j}/status", token)
-                                     for j in jobs], query_rate, seconds)
+        floor = _costed(bare, "latency-bare",
+                        [Target("GET", f"http://127.0.0.1:{BARE_PORT}/bare")], query_rate,
+                        seconds)
+        event = _costed(api, "latency-event", events, query_rate, seconds)
+        job = _costed(api, "latency-job", [Target("GET", f"{url}/api/events/jobs/{j}/status",
+                                                  token) for j in jobs], query_rate, seconds)
         short = max(5, seconds // 3)
         overload = attack("latency-event-2x", events, OVERLOAD * query_rate, short)
         listing = attack("latency-list", [Target("GET", f"{url}/api/events?size=20", token)],
@@ -92,6 +95,23 @@ def measure(rate: int, seconds: int, query_rate: int) -> dict[str, Any]:
     return {"command": command, "hops": hops, "bare": floor, "get_event": event,
             "get_job": job, "get_event_overload": overload, "get_list": listing,
             "overload_seconds": short, "peak_rss_mb": rss}
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _costed(server: Proc, name: str, targets: list[Target], rate: int,
+            seconds: int) -> dict[str, Any]:
+    """`attack`, plus the CPU time the serving process spent per request meanwhile
+    (`cpu_us_per_request`): steadier than the tails on a shared machine."""
+    before = _cpu_seconds(server.pid)
+    summary = attack(name, targets, rate, seconds)
+    spent = _cpu_seconds(server.pid) - before
+    summary["cpu_us_per_request"] = spent * 1e6 / max(1, summary["requests"])
+    return summary
 
 
 def _settled(client: httpx.Client, path: str, body: Any = None) -> dict[str, Any]:

@@ -87,7 +87,7 @@ class Settings(BaseSettings):
     # ... and while the event loop runs this late (requests it has not reached yet wait at
     # least as long): the queue stays a fraction of a second however much is asked. 0: off.
     api_shed_loop_lag_seconds: float = 0.1
-    api_access_log: bool = True  # uvicorn's access log line per request
+    api_access_log: bool = True  # an access log line per request (api/access_log.py)
     # /health/ready asks the broker about the worker's and the projector's consumer groups
     # (and the worker's own page) at most this often; answers in between reuse the last.
     api_pipeline_check_seconds: float = 1.0

@@ -448,7 +448,7 @@ async def _check_postgres(settings: Settings, states: dict[str, dict[str, Any] |
     async with AsyncConnectionPool(settings.database_url, min_size=1, max_size=2,
                                    open=False) as pool:
         await pool.open(wait=True, timeout=30)
-        queries = EventQueries(None, None, pool, None)  # type: ignore[arg-type]
+        queries = EventQueries(None, pool, None)  # type: ignore[arg-type]
         async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
             ids = list(states)
             await cur.execute("SELECT event_id::text AS id, version, status FROM events"
