@@ -11,7 +11,7 @@ user's id (404), an id FastAPI would have to normalise, a request with a body (B
 So this path only ever answers 200, with the route's body and headers.
 
 It runs inside InFlightLimit (shedding applies to it) and counts its answers in the
-route's request metrics.
+route's request metrics (docs/decisions/0012).
 """
 
 from __future__ import annotations

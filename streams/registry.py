@@ -14,6 +14,7 @@ from typing import Any
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
 from fastavro.schema import load_schema
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random
 
 from streams.topics import ALL_TOPICS, TopicSpec
 
@@ -54,12 +55,25 @@ def registry_client(url: str) -> SchemaRegistryClient:
     return SchemaRegistryClient({"url": url, "timeout": REGISTRY_TIMEOUT_SECONDS})
 
 
+def _conflict(exc: BaseException) -> bool:
+    return isinstance(exc, SchemaRegistryError) and exc.http_status_code == 409
+
+
+# Two processes starting at once (a worker and an API) both set a subject's rule; Apicurio
+# answers the slower one 409 ("a rule named 'COMPATIBILITY' already exists") as it creates
+# the rule. Asked again, it updates the rule that now exists.
+@retry(retry=retry_if_exception(_conflict), stop=stop_after_attempt(5),
+       wait=wait_random(0.05, 0.3), reraise=True)
+def _set_compatibility(client: SchemaRegistryClient, subject: str, level: str) -> None:
+    client.set_compatibility(subject_name=subject, level=level)
+
+
 def register_all(url: str, compatibility: str = "BACKWARD") -> dict[str, int]:
     """Set each subject's compatibility, then register the local schema; returns ids."""
     client = registry_client(url)
     ids: dict[str, int] = {}
     for spec in ALL_TOPICS:
-        client.set_compatibility(subject_name=spec.subject, level=compatibility)
+        _set_compatibility(client, spec.subject, compatibility)
         ids[spec.subject] = client.register_schema(
             spec.subject, Schema(local_schema_str(spec), "AVRO")
         )

@@ -6,7 +6,9 @@ import copy
 import json
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 
+import httpx
 import pytest
 from confluent_kafka import Producer
 from confluent_kafka.schema_registry import Schema
@@ -16,8 +18,8 @@ from confluent_kafka.serialization import MessageField, SerializationContext
 
 from eventpipe.settings import Settings
 from streams.codec import DecodeError
-from streams.registry import local_schema, local_schema_str, registry_client
-from streams.topics import PURPOSE
+from streams.registry import local_schema, local_schema_str, register_all, registry_client
+from streams.topics import ALL_TOPICS, PURPOSE
 from tests.pipeline import Topics, java_partitioned
 from tests.test_lifecycle_topics import STORE
 
@@ -127,3 +129,17 @@ def test_the_workers_plain_reads_and_writes_are_the_codecs_own(topics: Topics) -
         codec.read(codec.encode({**_envelope(event_id, str(uuid.uuid4())),
                                  "payload": ("eventpipe.purpose.PurposeSelected",
                                              {**STORE, "storeId": "not-a-uuid"})}))
+
+
+def test_processes_starting_together_all_register_on_a_fresh_registry(
+        settings: Settings) -> None:
+    # A worker and an API starting at once both create each subject's compatibility rule;
+    # Apicurio answered the slower 409, and that process did not start.
+    url = settings.schema_registry_url
+    for spec in ALL_TOPICS:
+        httpx.delete(f"{url}/config/{spec.subject}").raise_for_status()
+    with ThreadPoolExecutor(4) as pool:
+        ids = list(pool.map(lambda _: register_all(url), range(4)))
+    assert all(found == ids[0] for found in ids) and len(ids[0]) == len(ALL_TOPICS)
+    client = registry_client(url)
+    assert {client.get_compatibility(spec.subject) for spec in ALL_TOPICS} == {"BACKWARD"}
