@@ -5,13 +5,15 @@ Each 201 is followed through the records it caused, all stamped by one machine's
 1. API in: the request sent (vegeta) -> the command record created (its Kafka timestamp,
    set by the API's producer at send).
 2. produce: send -> acks=all (the API's Server-Timing `produce`).
-3. worker decision: the command record -> the state's changelog record (the worker's fetch,
-   the rules, the outbox).
-4. state delivered: the changelog record -> the outcome record (the outbox sends a batch's
-   outcomes once its states are acknowledged).
-5. projector write: the outcome record -> its announcement on pub/sub (poll, linger,
+3. worker fetch and decision: the command record -> the outcome's `decidedAt` (the worker's
+   clock as it decided: its fetch, and the batch in hand before it).
+4. facts delivered: `decidedAt` -> the state's changelog record (a batch's facts are sent and
+   acknowledged before its states).
+5. state delivered: the changelog record -> the outcome record (a batch's outcomes are sent
+   once its states are acknowledged).
+6. projector write: the outcome record -> its announcement on pub/sub (poll, linger,
    PostgreSQL, Redis, PUBLISH), seen by a subscriber in this process.
-6. wake-up and answer: the announcement -> the answer received (the API's wake-up, its
+7. wake-up and answer: the announcement -> the answer received (the API's wake-up, its
    outcome read, the response).
 
 Kafka timestamps are milliseconds, so hops shorter than that read as 0 or 1 ms.
@@ -21,19 +23,29 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import statistics
 import threading
 import time
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 import redis
 from confluent_kafka import Consumer, TopicPartition
 
+from streams.codec import AvroCodec, register_codecs
+from streams.topics import OUTCOME
+
 __all__ = ["HOPS", "Announcements", "hop_table"]
 
-HOPS = ("API in", "produce (acks=all)", "worker decision", "state delivered",
-        "projector write", "wake-up and answer")
+
+@cache
+def _outcome_codec() -> AvroCodec:
+    return register_codecs(os.environ["SCHEMA_REGISTRY_URL"])[OUTCOME.name]
+
+HOPS = ("API in", "produce (acks=all)", "worker fetch and decision", "facts delivered",
+        "state delivered", "projector write", "wake-up and answer")
 
 
 class Announcements:
@@ -69,8 +81,10 @@ class Announcements:
         return self._client.hget(f"command:outcome:{command_id}", "eventId")
 
 
-def _first_timestamps(bootstrap: str, topic: str, wanted: set[str]) -> dict[str, float]:
-    """Seconds since the epoch of the first record per key (an eventId) in `wanted`."""
+def _first_timestamps(bootstrap: str, topic: str, wanted: set[str],
+                      decided: dict[str, float] | None = None) -> dict[str, float]:
+    """Seconds since the epoch of the first record per key (an eventId) in `wanted`; with
+    `decided`, also each first outcome's `decidedAt` into it."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"hops-{time.time_ns()}",
                          "enable.auto.commit": False})
     try:
@@ -87,6 +101,8 @@ def _first_timestamps(bootstrap: str, topic: str, wanted: set[str]) -> dict[str,
                 key = (record.key() or b"").decode().strip('"')
                 if key in wanted and key not in found:
                     found[key] = record.timestamp()[1] / 1000
+                    if decided is not None:
+                        decided[key] = _outcome_codec().read(record.value())["decidedAt"] / 1000
                 if record.offset() + 1 >= ends[record.partition()]:
                     done.add(record.partition())
         return found
@@ -120,23 +136,24 @@ def hop_table(requests: list[dict[str, Any]], announced: Announcements, bootstra
     wanted = set(answered)
     commands = _first_timestamps(bootstrap, command_topic, wanted)
     states = _first_timestamps(bootstrap, changelog, wanted)
-    outcomes = _first_timestamps(bootstrap, outcome_topic, wanted)
+    decisions: dict[str, float] = {}
+    outcomes = _first_timestamps(bootstrap, outcome_topic, wanted, decisions)
     by_event = {announced.event_of(c): t for c, t in list(announced.seen.items())}
     hops: dict[str, list[float]] = {h: [] for h in HOPS}
     traced = 0
     for event_id, r in answered.items():
-        stamps = (commands.get(event_id), states.get(event_id), outcomes.get(event_id),
-                  by_event.get(event_id))
+        stamps = (commands.get(event_id), decisions.get(event_id), states.get(event_id),
+                  outcomes.get(event_id), by_event.get(event_id))
         if None in stamps:
             continue
-        command, state, outcome, woke = stamps
+        command, decision, state, outcome, woke = stamps
         sent = _stamp(r["timestamp"])
         phases = _server_timing(r["headers"].get("Server-Timing"))
         traced += 1
         for hop, seconds in zip(HOPS, (
-                command - sent, phases.get("produce", float("nan")), state - command,
-                outcome - state, woke - outcome, sent + r["latency"] / 1e9 - woke),
-                strict=True):
+                command - sent, phases.get("produce", float("nan")), decision - command,
+                state - decision, outcome - state, woke - outcome,
+                sent + r["latency"] / 1e9 - woke), strict=True):
             hops[hop].append(seconds * 1000)
     table = {}
     for hop, values in hops.items():
