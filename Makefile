@@ -56,7 +56,7 @@ bench: setup
 	test -x bench/.bin/vegeta || GOBIN=$(CURDIR)/bench/.bin go install github.com/tsenart/vegeta/v12@v12.13.0
 	test -x bench/.venv-quix/bin/python || python3 -m venv bench/.venv-quix
 	bench/.venv-quix/bin/pip install --quiet 'quixstreams>=3.28,<4' \
-	  'psycopg[binary,pool]>=3.3,<3.4' 'redis[hiredis]>=8.1,<9' 'orjson>=3.10,<4'
+	  'psycopg[binary,pool]>=3.3,<3.4' 'redis[hiredis]>=8.1,<9' 'orjson>=3.10,<4' 'tenacity>=9.2,<10'
 	$(BENCH_STACK) up
 	eval "$$($(BENCH_STACK) env)" && STACK_DIR=$(CURDIR)/bench/.stack $(BIN)/eventpipe bench
 
