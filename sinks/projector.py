@@ -43,7 +43,7 @@ __all__ = ["Projector"]
 
 log = logging.getLogger(__name__)
 LINGER_PER_WRITE = 4.0  # a batch gathers for this many times the last write's duration
-BACKLOG_RECORDS = 500  # this many records behind the batch, and it gathers for the linger
+BACKLOG_RECORDS = 50  # this many records behind the batch, and it gathers for the linger
 # A store that is down or restarting: wait and write again, never skip.
 _STORE_ERRORS: tuple[type[BaseException], ...] = (
     OSError, ConnectionError, asyncio.TimeoutError, psycopg.OperationalError,
