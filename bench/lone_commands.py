@@ -28,13 +28,12 @@ from typing import Any
 import redis.asyncio as aredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench.load import STORE
 from sinks.redis import OUTCOME_CHANNEL
 from streams.codec import register_codecs
 from streams.envelope import command_record
 from streams.topics import OUTCOME, PURPOSE
 
-STORE = {"objective": "SALES_GROWTH", "storeName": "해피카페", "industry": "카페",
-         "address": "부산시 해운대구", "storeId": None}
 HOPS = ("fetch and decision", "delivered", "outcome seen", "projector")
 
 

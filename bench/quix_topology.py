@@ -85,7 +85,7 @@ class ProjectionSink(BatchingSink):
             if row["kind"] == "state":
                 fold.add_state(row["state"])
             else:
-                fold.outcomes.append(row["outcome"])
+                fold.add_outcome(row["outcome"])
         self.loop.run_until_complete(self._write(fold))
 
     async def _write(self, fold: Batch) -> None:

@@ -20,11 +20,19 @@ class Batch:
     states: dict[str, dict[str, Any]] = field(default_factory=dict)  # eventId -> newest
     outcomes: list[dict[str, Any]] = field(default_factory=list)
     offsets: dict[Any, int] = field(default_factory=dict)  # partition -> next offset to read
+    # commandIds of the states' commands whose outcome is not in the batch yet
+    awaited: set[str] = field(default_factory=set)
 
     def add_state(self, state: dict[str, Any]) -> None:
         seen = self.states.get(state["eventId"])
         if seen is None or seen["version"] < state["version"]:
             self.states[state["eventId"]] = state
+        if recent := state.get("recentCommands"):
+            self.awaited.add(recent[-1])  # the command that made this state
+
+    def add_outcome(self, outcome: dict[str, Any]) -> None:
+        self.outcomes.append(outcome)
+        self.awaited.discard(outcome["commandId"])
 
     @property
     def upserts(self) -> list[dict[str, Any]]:

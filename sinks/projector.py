@@ -134,9 +134,8 @@ class Projector:
             await self._commit()  # idle: whatever is written gets committed
             return 0
         batch = Batch()
-        awaited: set[str] = set()  # commandIds of the batch's states whose outcome is not in it
-        count = self._fold_all(batch, awaited, polled)
-        count += await self._gather(batch, awaited, count)
+        count = self._fold_all(batch, polled)
+        count += await self._gather(batch, count)
         started = time.monotonic()
         # 3. PostgreSQL, one transaction
         await self._retry("postgres", self.postgres.write,
@@ -152,7 +151,7 @@ class Projector:
             await self._commit()
         return count
 
-    async def _gather(self, batch: Batch, awaited: set[str], count: int) -> int:
+    async def _gather(self, batch: Batch, count: int) -> int:
         """Fold into `batch` what more comes, up to a full batch; returns how many records
         came. Behind by a backlog, it gathers for the linger (an event's states fold into
         one write); near the end of its partitions it writes at once, after one short wait
@@ -166,7 +165,7 @@ class Projector:
         waited_for_outcomes = False
         while count + came < size:
             if self._behind(batch) < BACKLOG_RECORDS:
-                if not awaited or waited_for_outcomes:
+                if not batch.awaited or waited_for_outcomes:
                     break
                 waited_for_outcomes = True
                 wait = self.settings.sink_batch_seconds
@@ -179,15 +178,15 @@ class Projector:
                                                max_records=size - count - came)
             if not more:
                 break
-            came += self._fold_all(batch, awaited, more)
+            came += self._fold_all(batch, more)
         return came
 
-    def _fold_all(self, batch: Batch, awaited: set[str],
+    def _fold_all(self, batch: Batch,
                   polled: dict[TopicPartition, list[ConsumerRecord]]) -> int:
         count = 0
         for tp, records in polled.items():
             for record in records:
-                self._fold(batch, awaited, record)
+                self._fold(batch, record)
             count += len(records)
             batch.offsets[tp] = records[-1].offset + 1
         return count
@@ -217,14 +216,11 @@ class Projector:
         except (CommitFailedError, IllegalStateError) as exc:
             log.info("offsets not committed, the group rebalanced: %s", exc)
 
-    def _fold(self, batch: Batch, awaited: set[str], record: ConsumerRecord) -> None:
+    def _fold(self, batch: Batch, record: ConsumerRecord) -> None:
         if record.topic == self.changelog:
             if record.value is None:
                 return  # a tombstone: we never delete table keys, so nothing to project
-            state = orjson.loads(record.value)
-            batch.add_state(state)
-            if recent := state.get("recentCommands"):
-                awaited.add(recent[-1])  # the command that made this state
+            batch.add_state(orjson.loads(record.value))
             return
         try:
             outcome = _outcome_record(self.outcome_codec.read(record.value))
@@ -233,8 +229,7 @@ class Projector:
             log.error("undecodable outcome at %s[%s]@%s: %s",
                       record.topic, record.partition, record.offset, exc)
             return
-        batch.outcomes.append(outcome)
-        awaited.discard(outcome["commandId"])
+        batch.add_outcome(outcome)
 
     async def _retry(self, store: str, write: Any, *args: Any) -> None:
         async for attempt in AsyncRetrying(
