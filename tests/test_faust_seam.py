@@ -153,3 +153,20 @@ def test_the_worker_consumers_fetch_wait_is_the_apps(tmp_path: Path) -> None:
     assert consumer._fetch_max_wait_ms == 7
     assert "fetch_max_wait_ms=self._fetch_max_wait_ms" in inspect.getsource(
         type(consumer).start)
+
+
+def test_a_fetch_across_a_rebalance_is_known_and_sought_back_through_faust() -> None:
+    # Faust's fetch step first waits out a paused flow (a rebalance), the seam's does the same
+    # before it reads the generation; the generation is set when partitions are assigned;
+    # and `Consumer.seek` is Faust's public seek, through its consumer thread to aiokafka's.
+    wait = inspect.getsource(faust_consumer.Consumer._wait_next_records)
+    assert wait.index("if not self.flow_active:") < wait.index("self.wait(self.can_resume_flow)")
+    assert "app.consumer_generation_id = generation" in inspect.getsource(
+        faust_aiokafka.ConsumerRebalanceListener.on_partitions_assigned)
+    seek = faust_consumer.Consumer.seek
+    assert inspect.iscoroutinefunction(seek)
+    assert list(inspect.signature(seek).parameters) == ["self", "partition", "offset"]
+    assert "self._thread.seek(partition, offset)" in inspect.getsource(
+        faust_consumer.ThreadDelegateConsumer._seek)
+    assert "consumer().seek(partition, offset)" in inspect.getsource(
+        faust_aiokafka.AIOKafkaConsumerThread.seek)
