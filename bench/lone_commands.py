@@ -10,7 +10,10 @@ a new event every 1/RATE s, straight to the purpose topic (no API), then for eac
    and acknowledged before the outcome is sent);
 3. outcome seen: the outcome record -> this process's consumer has it;
 4. projector: the outcome record -> its announcement on the outcomes channel (the projector's
-   fetch, batch, PostgreSQL and Redis writes).
+   fetch, batch, PostgreSQL and Redis writes);
+
+and end to end: the command record -> its announcement (what an API request waits for after
+its produce).
 
 Used to find where a lone command waits (bench/ANALYSIS.md, "Lone commands"); the
 benchmark's own POST table is `bench/hops.py`, through the API.
@@ -34,7 +37,7 @@ from streams.codec import register_codecs
 from streams.envelope import command_record
 from streams.topics import OUTCOME, PURPOSE
 
-HOPS = ("fetch and decision", "delivered", "outcome seen", "projector")
+HOPS = ("fetch and decision", "delivered", "outcome seen", "projector", "end to end")
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -97,8 +100,9 @@ async def measure(rate: int, seconds: float) -> dict[str, dict[str, float]]:
         if command_id not in outcomes:
             continue
         decided, outcome_at, seen = outcomes[command_id]
+        announced_at = announced.get(command_id, float("nan"))
         for hop, ms in zip(HOPS, (decided - command_at, outcome_at - decided, seen - outcome_at,
-                                  announced.get(command_id, float("nan")) - outcome_at),
+                                  announced_at - outcome_at, announced_at - command_at),
                            strict=True):
             hops[hop].append(ms)
     return {hop: {"p50": _quantile(v, 0.5), "p95": _quantile(v, 0.95),

@@ -16,6 +16,7 @@ import heapq
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from operator import attrgetter
 from typing import Any
@@ -47,11 +48,24 @@ from streams.timeouts import OpenJobs
 from streams.topics import COMMAND_TOPICS, DLQ, OUTCOME
 from streams.vocabulary import ErrorCode
 
-__all__ = ["CommandProcessor"]
+__all__ = ["CommandProcessor", "in_decision_order"]
 
 log = logging.getLogger(__name__)
 
 _timestamp = attrgetter("timestamp")
+_TOPIC_RANK = {spec.name: rank for rank, spec in enumerate(COMMAND_TOPICS)}
+
+
+def in_decision_order(lists: list[list[Any]]) -> Iterable[Any]:
+    """One partition's records of one fetch, a list per topic, in the order they are
+    decided: across topics by timestamp, each topic in offset order, and records of two
+    topics with one timestamp in the topics' order (purpose, recommendation, image,
+    publish), not in the order the fetch listed the topics, so that a replay of the fetch
+    decides them as the first pass did."""
+    if len(lists) == 1:
+        return lists[0]
+    ranked = sorted(lists, key=lambda records: _TOPIC_RANK.get(records[0].topic, len(_TOPIC_RANK)))
+    return heapq.merge(*ranked, key=_timestamp)  # stable: a tie goes to the earlier list
 
 
 def _forever(error: type[Exception], what: str, first_wait: float) -> AsyncRetrying:
@@ -175,9 +189,7 @@ class CommandProcessor:
                 self._in[tp.topic].inc(len(records))
                 batch.records += len(records)
         for lists in by_partition.values():
-            # Across topics, in the order they were produced; within one, in offset order.
-            ordered = lists[0] if len(lists) == 1 else heapq.merge(*lists, key=_timestamp)
-            for record in ordered:
+            for record in in_decision_order(lists):
                 try:
                     self._decide(record, batch)
                 except RegistryUnavailable:
