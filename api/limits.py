@@ -31,6 +31,7 @@ SHED = Counter("eventpipe_api_shed_total", "requests answered 429 (over the in-f
                ["kind"])
 _NEVER_SHED = ("/health", "/metrics")
 _READS = frozenset({"GET", "HEAD"})
+_LIST = "/api/events"  # the one read that always goes to PostgreSQL
 _SHED_BODY = orjson.dumps({"code": TOO_MANY_REQUESTS,
                            "message": "the API is at capacity; retry shortly"})
 _SHED_START: Message = {
@@ -69,15 +70,17 @@ class LoopLag:
 
 
 class InFlightLimit:
-    """At most `reads` GET/HEAD and `commands` other requests at once, and none while the
-    event loop runs more than `max_lag` seconds late; the rest 429."""
+    """At most `lists` reads of the event list, `reads` other GET/HEAD and `commands` other
+    requests at once, and none while the event loop runs more than `max_lag` seconds late;
+    the rest 429."""
 
-    def __init__(self, app: ASGIApp, reads: int, commands: int, max_lag: float = 0.0) -> None:
+    def __init__(self, app: ASGIApp, reads: int, commands: int, lists: int = 0,
+                 max_lag: float = 0.0) -> None:
         self.app = app
         self.max_lag = max_lag
         self.lag = LoopLag()
-        self.limits = {"read": reads, "command": commands}
-        self.in_flight = {"read": 0, "command": 0}
+        self.limits = {"read": reads, "list": lists, "command": commands}
+        self.in_flight = dict.fromkeys(self.limits, 0)
         self.gauges = {kind: IN_FLIGHT.labels(kind) for kind in self.limits}
         self.shed = {kind: SHED.labels(kind) for kind in self.limits}
 
@@ -85,7 +88,10 @@ class InFlightLimit:
         if scope["type"] != "http" or scope["path"].startswith(_NEVER_SHED):
             await self.app(scope, receive, send)
             return
-        kind = "read" if scope["method"] in _READS else "command"
+        if scope["method"] in _READS:
+            kind = "list" if scope["path"] in (_LIST, _LIST + "/") else "read"
+        else:
+            kind = "command"
         limit = self.limits[kind]
         if (limit and self.in_flight[kind] >= limit) or (
                 self.max_lag and self.lag.seconds() > self.max_lag):

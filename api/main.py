@@ -53,6 +53,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost (added last), so a shed request costs no other middleware's work.
     app.add_middleware(InFlightLimit, reads=settings.api_max_reads_in_flight,
                        commands=settings.api_max_commands_in_flight,
+                       lists=settings.api_max_lists_in_flight,
                        max_lag=settings.api_shed_loop_lag_seconds)
     # Fixed paths before /api/events/{eventId}, so "jobs" and "commands" are not read as ids.
     for module in (jobs, commands, events, recommendations, images, publishing, health, blobs):

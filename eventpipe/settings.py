@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     # 0 turns a limit off. /health and /metrics are never shed.
     api_max_reads_in_flight: int = 64
     api_max_commands_in_flight: int = 512
+    # The event list (GET /api/events) holds one of the 8 PostgreSQL connections for its two
+    # queries: past twice the pool, a list would only queue for one (bench/ANALYSIS.md).
+    api_max_lists_in_flight: int = 16
     # ... and while the event loop runs this late (requests it has not reached yet wait at
     # least as long): the queue stays a fraction of a second however much is asked. 0: off.
     api_shed_loop_lag_seconds: float = 0.1

@@ -192,9 +192,13 @@ class Projector:
         return count
 
     def _behind(self, batch: Batch) -> int:
-        """Records in the batch's partitions after it, as the last fetch saw their ends."""
+        """Records in the batch's partitions after it, as the last fetch saw their ends (a
+        partition a rebalance took meanwhile is no longer this projector's to wait for)."""
         behind = 0
+        assigned = self.consumer.assignment()
         for tp, offset in batch.offsets.items():
+            if tp not in assigned:
+                continue
             end = self.consumer.highwater(tp)
             behind += BACKLOG_RECORDS if end is None else max(0, end - offset)
         return behind

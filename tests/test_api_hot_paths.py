@@ -3,7 +3,8 @@
 - A GET right after a 201 sees what the 201 said (the 201 is answered from the outcome).
 - GET event serves the projection's document as stored, and only to its owner.
 - A slow Redis (paused, not down) is waited for: no 503, no fallback to PostgreSQL.
-- Past its in-flight limit the API answers 429 with Retry-After at once.
+- Past its in-flight limit the API answers 429 with Retry-After at once; the event list
+  (PostgreSQL) has a limit of its own, so a burst of lists never holds up the event reads.
 
 Behaviour only: no test here measures time (the benchmark does).
 """
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import psycopg
 import pytest
 import redis
 
@@ -134,3 +136,30 @@ def test_past_the_in_flight_limit_a_read_is_shed_with_429_and_retry_after(
     assert metric(tiny_api, "eventpipe_api_shed_total", 'kind="read"') >= 1
     # Once the held read is done, reads are admitted again.
     assert httpx.get(path, headers=auth, timeout=10).status_code == 200
+
+
+def test_past_its_own_limit_a_list_is_shed_and_the_event_reads_go_on(
+        client: httpx.Client, auth: dict[str, str], process_env: dict[str, str],
+        worker: Process, settings: Settings) -> None:
+    event_id = create(client, auth)
+    with serving_api("test-api-one-list", {**process_env, "API_MAX_LISTS_IN_FLIGHT": "1"}) as url, \
+            psycopg.connect(settings.database_url) as lock:
+        # The events table locked, the first list waits for PostgreSQL, in flight.
+        lock.execute("LOCK TABLE events IN ACCESS EXCLUSIVE MODE")
+        held: list[httpx.Response] = []
+        first = threading.Thread(target=lambda: held.append(
+            httpx.get(f"{url}/api/events", headers=auth, timeout=60)))
+        first.start()
+        try:
+            assert until(lambda: metric(url, "eventpipe_api_in_flight", 'kind="list"') == 1)
+            shed = httpx.get(f"{url}/api/events?page=1", headers=auth, timeout=10)
+            event = httpx.get(f"{url}/api/events/{event_id}", headers=auth, timeout=10)
+        finally:
+            lock.rollback()  # the lock goes, the held list is answered
+            first.join(60)
+        assert shed.status_code == 429, shed.text
+        assert (shed.headers["retry-after"], shed.json()["code"]) == ("1", "TOO_MANY_REQUESTS")
+        assert event.status_code == 200 and event.json()["eventId"] == event_id
+        assert held[0].status_code == 200, held[0].text
+        assert event_id in [e["eventId"] for e in held[0].json()["items"]]
+        assert metric(url, "eventpipe_api_shed_total", 'kind="list"') >= 1
