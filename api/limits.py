@@ -31,7 +31,7 @@ SHED = Counter("eventpipe_api_shed_total", "requests answered 429 (over the in-f
                ["kind"])
 _NEVER_SHED = ("/health", "/metrics")
 _READS = frozenset({"GET", "HEAD"})
-_LIST = "/api/events"  # the one read that always goes to PostgreSQL
+_LIST = frozenset({"/api/events", "/api/events/"})  # the read that always goes to PostgreSQL
 _SHED_BODY = orjson.dumps({"code": TOO_MANY_REQUESTS,
                            "message": "the API is at capacity; retry shortly"})
 _SHED_START: Message = {
@@ -89,7 +89,7 @@ class InFlightLimit:
             await self.app(scope, receive, send)
             return
         if scope["method"] in _READS:
-            kind = "list" if scope["path"] in (_LIST, _LIST + "/") else "read"
+            kind = "list" if scope["path"] in _LIST else "read"
         else:
             kind = "command"
         limit = self.limits[kind]

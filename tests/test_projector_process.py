@@ -13,10 +13,15 @@ import asyncio
 import signal
 import uuid
 
+from aiokafka import AIOKafkaConsumer
+from aiokafka import TopicPartition as AioPartition
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from eventpipe.settings import Settings
+from sinks.batch import Batch
+from sinks.projector import Projector
+from streams.codec import register_codecs
 from streams.topics import OUTCOME
 from tests.conftest import Process, _wait
 from tests.kafka_helpers import end_offsets
@@ -70,13 +75,6 @@ def test_a_batch_holding_a_partition_a_rebalance_took_is_not_waited_for(stack: S
     # A rebalance during the batch's gathering took one of its partitions: how far behind
     # the batch is counts only the partitions still assigned (aiokafka asserts on the others;
     # once that stopped a projector mid-batch in a two-workers chaos run).
-    from aiokafka import AIOKafkaConsumer
-    from aiokafka import TopicPartition as AioPartition
-
-    from sinks.batch import Batch
-    from sinks.projector import Projector
-    from streams.codec import register_codecs
-
     async def behind() -> int:
         projector = Projector(stack, register_codecs(stack.schema_registry_url)[OUTCOME.name])
         kept, taken = AioPartition(OUTCOME.name, 0), AioPartition(OUTCOME.name, 1)
