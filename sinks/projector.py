@@ -2,7 +2,7 @@
 
 The changelog table is the source of truth; both stores are projections of it. Per batch
 (marked in `project_once`): 1. poll, lingering while more comes; 2. fold to the newest state
-per event and every outcome; 3. write PostgreSQL in one transaction; 4. write Redis in one
+per event and every outcome; 3. write PostgreSQL in one statement; 4. write Redis in one
 pipeline, then announce the outcomes; 5. commit (at most every `sink_commit_seconds`).
 
 Behind by a backlog, a batch gathers for `LINGER_PER_WRITE` times the last write (at most
@@ -137,7 +137,7 @@ class Projector:
         count = self._fold_all(batch, polled)
         count += await self._gather(batch, count)
         started = time.monotonic()
-        # 3. PostgreSQL, one transaction
+        # 3. PostgreSQL, one statement (one transaction)
         await self._retry("postgres", self.postgres.write,
                           batch.upserts, [s["eventId"] for s in batch.deletes], batch.outcomes)
         # 4. Redis, one pipeline (outcomes announced last, after the states they describe)

@@ -2,7 +2,8 @@
 pipeline per batch.
 
 Hashes are replaced only by a newer version (a Lua check-and-set, so the guard and the write
-are one step); every key gets its TTL again on each write.
+are one step); every key gets its TTL again on each write. The batch goes to one script as
+JSON, a call per `OPS_PER_CALL` keys, then the outcomes are announced.
 """
 
 from __future__ import annotations
@@ -50,27 +51,43 @@ def outcome_key(command_id: str) -> str:
     return f"command:outcome:{command_id}"
 
 
-# KEYS[1] hash; ARGV[1] guard field, ARGV[2] its new value, ARGV[3] ttl, ARGV[4..] pairs.
-_REPLACE_IF_NEWER = """
-local current = redis.call('HGET', KEYS[1], ARGV[1])
-if current and tonumber(current) >= tonumber(ARGV[2]) then return 0 end
-redis.call('DEL', KEYS[1])
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], unpack(ARGV, 4))
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-return 1
+# One call writes many keys (the batch is packed once, as JSON, not argument by argument:
+# redis-py packs each argument in Python, which was most of the projector's Redis time).
+# KEYS[k] is written by ops[k] of ARGV[1], a JSON array of [op, ttl, field, value, ...]:
+# 'R' replaces the hash if its first field (the guard) is newer than the stored one, 'S'
+# sets the fields, 'D' deletes the key. Returns how many hashes were written.
+_WRITE_BATCH = """
+local ops = cjson.decode(ARGV[1])
+local written = 0
+for k, op in ipairs(ops) do
+  local key, kind = KEYS[k], op[1]
+  if kind == 'D' then
+    redis.call('DEL', key)
+  else
+    local current = kind == 'R' and redis.call('HGET', key, op[3])
+    if not (current and tonumber(current) >= tonumber(op[4])) then
+      if kind == 'R' then redis.call('DEL', key) end
+      redis.call('HSET', key, unpack(op, 3))
+      redis.call('EXPIRE', key, op[2])
+      written = written + 1
+    end
+  end
+end
+return written
 """
+OPS_PER_CALL = 500  # Redis runs a script alone: a few ms at most, then other clients' turn
 
 
 def _json(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
-def _pairs(mapping: dict[str, Any]) -> list[str]:
+def _fields(mapping: dict[str, Any]) -> list[str]:
+    """A hash's fields as HSET takes them, in strings (None fields are left out)."""
     flat: list[str] = []
     for field, value in mapping.items():
         if value is not None:
-            text = value if isinstance(value, str) else _json(value)
-            flat += [field, text]
+            flat += [field, value if isinstance(value, str) else _json(value)]
     return flat
 
 
@@ -78,7 +95,7 @@ class RedisSink:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.client = Redis.from_url(settings.redis_url, decode_responses=True)
-        self._replace_if_newer = self.client.register_script(_REPLACE_IF_NEWER)
+        self._write_batch = self.client.register_script(_WRITE_BATCH)
 
     async def stop(self) -> None:
         await self.client.aclose()
@@ -89,11 +106,34 @@ class RedisSink:
         deletes: Sequence[dict[str, Any]],
         outcomes: Sequence[dict[str, Any]],
     ) -> None:
-        s = self.settings
+        keys, ops = self._ops(upserts, deletes, outcomes)
         pipe = self.client.pipeline(transaction=False)
+        for i in range(0, len(keys), OPS_PER_CALL):
+            await self._write_batch(keys=keys[i:i + OPS_PER_CALL],
+                                    args=[_json(ops[i:i + OPS_PER_CALL])], client=pipe)
+        if outcomes:  # announced after the states they describe are written
+            pipe.publish(OUTCOME_CHANNEL, " ".join(o["commandId"] for o in outcomes))
+        await pipe.execute()
+
+    def _ops(
+        self,
+        upserts: Sequence[dict[str, Any]],
+        deletes: Sequence[dict[str, Any]],
+        outcomes: Sequence[dict[str, Any]],
+    ) -> tuple[list[str], list[list[Any]]]:
+        """The batch as keys and their ops (see `_WRITE_BATCH`)."""
+        s = self.settings
+        keys: list[str] = []
+        ops: list[list[Any]] = []
+
+        def replace(key: str, ttl: int, guard: str, value: int, fields: dict[str, Any]) -> None:
+            keys.append(key)
+            ops.append(["R", ttl, guard, str(value), *_fields(fields)])
+
         for state in upserts:
+            event_id, version = state["eventId"], state["version"]
             doc = event_document(state)
-            draft = {
+            replace(draft_key(event_id), s.ttl_draft_seconds, "version", version, {
                 "eventName": state.get("eventName"),
                 "description": state.get("description"),
                 "objective": state["objective"],
@@ -101,53 +141,35 @@ class RedisSink:
                 "userId": state["userId"],
                 "storeId": state["storeId"],
                 "storeName": state["storeName"],
-                "doc": _json(doc),
-            }
-            await self._replace_if_newer(
-                keys=[draft_key(state["eventId"])],
-                args=["version", state["version"], s.ttl_draft_seconds, *_pairs(draft)],
-                client=pipe,
-            )
+                "doc": doc,
+            })
             if state["status"] == "DRAFT":
-                session = {"eventId": state["eventId"], "objective": state["objective"],
-                           "storeId": state["storeId"]}
                 # The user's latest draft: a newer createdAt wins, whatever order we see them.
-                await self._replace_if_newer(
-                    keys=[session_key(state["userId"])],
-                    args=["createdAt", state["createdAt"], s.ttl_session_seconds,
-                          *_pairs(session)],
-                    client=pipe,
-                )
+                replace(session_key(state["userId"]), s.ttl_session_seconds,
+                        "createdAt", state["createdAt"], {
+                            "eventId": event_id, "objective": state["objective"],
+                            "storeId": state["storeId"]})
             for job in (state.get("jobs") or {}).values():
-                await self._replace_if_newer(
-                    keys=[job_key(job["jobId"])],
-                    args=["version", state["version"], s.ttl_job_seconds, *_pairs({
-                        "jobType": job["jobType"], "status": job["status"],
-                        "progress": str(job["progress"]), "eventId": state["eventId"],
-                        "userId": state["userId"], "error": job["error"],
-                    })],
-                    client=pipe,
-                )
+                replace(job_key(job["jobId"]), s.ttl_job_seconds, "version", version, {
+                    "jobType": job["jobType"], "status": job["status"],
+                    "progress": str(job["progress"]), "eventId": event_id,
+                    "userId": state["userId"], "error": job["error"],
+                })
             if state.get("recommendations"):
-                await self._replace_if_newer(
-                    keys=[recommendation_key(state["eventId"])],
-                    args=["version", state["version"], s.ttl_recommendation_seconds, *_pairs({
-                        "trendAnalysis": state.get("trendAnalysis"),
-                        "recommendations": doc["recommendations"],
-                    })],
-                    client=pipe,
-                )
+                replace(recommendation_key(event_id), s.ttl_recommendation_seconds,
+                        "version", version, {
+                            "trendAnalysis": state.get("trendAnalysis"),
+                            "recommendations": doc["recommendations"],
+                        })
         for state in deletes:
-            pipe.delete(draft_key(state["eventId"]), recommendation_key(state["eventId"]))
+            for key in (draft_key(state["eventId"]), recommendation_key(state["eventId"])):
+                keys.append(key)
+                ops.append(["D"])
         for o in outcomes:
-            key = outcome_key(o["commandId"])
-            pipe.hset(key, mapping={
+            keys.append(outcome_key(o["commandId"]))
+            ops.append(["S", s.ttl_outcome_seconds, *_fields({
                 "eventId": o["eventId"], "userId": o["userId"], "commandType": o["commandType"],
                 "status": o["status"], "code": o["code"] or "", "message": o["message"] or "",
-                "details": _json(o["details"]),
-                "eventVersion": o["eventVersion"],
-            })
-            pipe.expire(key, s.ttl_outcome_seconds)
-        if outcomes:
-            pipe.publish(OUTCOME_CHANNEL, " ".join(o["commandId"] for o in outcomes))
-        await pipe.execute()
+                "details": _json(o["details"]), "eventVersion": str(o["eventVersion"]),
+            })])
+        return keys, ops
