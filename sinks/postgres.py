@@ -13,14 +13,14 @@ from typing import Any
 import orjson
 from psycopg import AsyncCursor
 from psycopg.rows import DictRow
+from psycopg.types.json import Json
 from psycopg_pool import AsyncConnectionPool
 
 __all__ = ["PostgresSink", "read_state"]
 
 # The rows are made in the database from the states as JSON (migration 0006_project_batch).
-_PROJECT_BATCH = ("SELECT project_batch(%s::json, %s::json, %s::json, %s::json, %s::uuid[],"
-                  " %s::json)")
-_PROJECT_JOBS = "SELECT project_jobs(%s::json)"
+_PROJECT_BATCH = "SELECT project_batch(%s, %s, %s, %s, %s::uuid[], %s)"
+_PROJECT_JOBS = "SELECT project_jobs(%s)"
 
 
 _EPOCH = datetime(1970, 1, 1)
@@ -87,8 +87,9 @@ async def read_state(cur: AsyncCursor[DictRow], event_id: str) -> dict[str, Any]
     }
 
 
-def _json(value: Any) -> str:
-    return orjson.dumps(value).decode()
+def _json(value: Any) -> Json:
+    # psycopg's JSON parameter (typed, so the SQL needs no cast), written by orjson.
+    return Json(value, dumps=orjson.dumps)
 
 
 def _children(states: Sequence[dict[str, Any]]) -> tuple[list[Any], list[Any], list[Any]]:
