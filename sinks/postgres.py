@@ -19,7 +19,7 @@ from psycopg_pool import AsyncConnectionPool
 __all__ = ["PostgresSink", "read_state"]
 
 # The rows are made in the database from the states as JSON (migration 0006_project_batch).
-_PROJECT_BATCH = "SELECT project_batch(%s, %s, %s, %s, %s::uuid[], %s)"
+_PROJECT_BATCH = "SELECT project_batch(%s, %s, %s, %s, %s::uuid[], %s::uuid[], %s)"
 _PROJECT_JOBS = "SELECT project_jobs(%s)"
 
 
@@ -92,6 +92,18 @@ def _json(value: Any) -> Json:
     return Json(value, dumps=orjson.dumps)
 
 
+# What `project_batch` reads of a state for its `events` row (its children come apart).
+_EVENT_FIELDS = (
+    "eventId", "userId", "storeId", "eventName", "description", "objective", "startDate",
+    "endDate", "status", "selectedImageId", "selectedImageUrl", "channels", "createdAt",
+    "updatedAt", "storeName", "industry", "address", "selectedRecommendationId",
+    "distributionResults", "publishedAt", "endedAt", "version", "trendAnalysis")
+
+
+def _event_row(state: dict[str, Any]) -> dict[str, Any]:
+    return {name: state.get(name) for name in _EVENT_FIELDS}
+
+
 def _children(states: Sequence[dict[str, Any]]) -> tuple[list[Any], list[Any], list[Any]]:
     """The states' recommendations, images and jobs as rows (objects named as the state
     names them, with their event, selection and place in its list)."""
@@ -135,10 +147,12 @@ class PostgresSink:
     ) -> None:
         """Everything of one batch in one statement: all of it is durable, or none."""
         recommendations, images, jobs = _children(upserts)
+        children = [r["recommendationId"] for r in recommendations] + [
+            i["imageId"] for i in images]
         async with self.pool.connection() as conn:
             await conn.execute(_PROJECT_BATCH, (
-                _json(upserts), _json(recommendations), _json(images), _json(jobs),
-                list(deletes), _json(outcomes)))
+                _json([_event_row(s) for s in upserts]), _json(recommendations),
+                _json(images), _json(jobs), children, list(deletes), _json(outcomes)))
 
     async def write_jobs(self, states: Sequence[dict[str, Any]]) -> None:
         """Only the jobs of these states (a discarded event's jobs outlive it)."""

@@ -22,6 +22,7 @@ import redis
 
 from api.auth import issue_token
 from eventpipe.settings import Settings
+from sinks.migrate import migrate
 from tests.pipeline import Topics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -128,6 +129,8 @@ def stack(settings: Settings) -> Settings:
         socket.create_connection((host, int(port)), timeout=5).close()
     except Exception as exc:
         pytest.exit(f"the stack is not up ({exc}); run the tests with `make test`", 2)
+    # As a worker does at its start: a test of the sinks alone may run before any worker.
+    migrate(settings.database_url)
     return settings
 
 

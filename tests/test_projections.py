@@ -192,6 +192,79 @@ def test_an_older_state_after_a_newer_one_changes_nothing(
     assert rds.hget(f"event:draft:{newer['eventId']}", "eventName") == "새것"
 
 
+def test_a_state_rewrites_only_the_children_that_changed(
+        settings: Settings, pg: psycopg.Connection, rds: redis.Redis, synthetic: None) -> None:
+    """A recommendation, image or job that a newer state leaves as it was is not written
+    again (its row and its `updated_at` stay); a selection that moves, children that are
+    replaced and a job that progresses are written, and the rows end as the state says."""
+    state = _state(2, "처음")
+    job_id = next(iter(state["jobs"]))
+    state["images"] = [{"imageId": str(uuid.uuid4()), "imageUrl": f"/blobs/{n}.png",
+                        "style": "SIMPLE", "platform": "INSTAGRAM", "jobId": job_id}
+                       for n in range(2)]
+    event_id = state["eventId"]
+
+    def rows(table: str, key: str) -> dict[str, tuple[Any, ...]]:
+        found = pg.execute(f"SELECT {key}::text, xmin::text, is_selected, updated_at"
+                           f" FROM {table} WHERE event_id = %s", (event_id,)).fetchall()
+        return {r[0]: r[1:] for r in found}
+
+    def job() -> tuple[Any, ...] | None:
+        return pg.execute("SELECT xmin::text, version, progress FROM jobs WHERE job_id = %s",
+                          (job_id,)).fetchone()
+
+    def newer(**changes: Any) -> dict[str, Any]:
+        nonlocal state
+        state = {**state, **changes, "version": state["version"] + 1,
+                 "updatedAt": state["updatedAt"] + 1}
+        _write(settings, state)
+        return state
+
+    _write(settings, state)
+    recs, images, first_job = (rows("ai_recommendations", "recommendation_id"),
+                               rows("generated_images", "image_id"), job())
+    assert len(recs) == 3 and len(images) == 2 and first_job is not None
+
+    # Only the event's own fields change: no child is written again.
+    newer(eventName="다음")
+    assert rows("ai_recommendations", "recommendation_id") == recs
+    assert rows("generated_images", "image_id") == images
+    assert job() == first_job
+    assert pg.execute("SELECT event_name, version FROM events WHERE event_id = %s",
+                      (event_id,)).fetchone() == ("다음", 3)
+
+    # A selection: that row alone; then it moves (one selected per event all the way).
+    ids = [r["recommendationId"] for r in state["recommendations"]]
+    images_ids = [i["imageId"] for i in state["images"]]
+    newer(selectedRecommendationId=ids[0], selectedImageId=images_ids[0],
+          selectedImageUrl="/blobs/0.png")
+    picked = rows("ai_recommendations", "recommendation_id")
+    assert [picked[i][1] for i in ids] == [True, False, False]
+    assert {i for i in ids if picked[i] != recs[i]} == {ids[0]}
+    newer(selectedRecommendationId=ids[2], selectedImageId=images_ids[1],
+          selectedImageUrl="/blobs/1.png")
+    moved = rows("ai_recommendations", "recommendation_id")
+    assert [moved[i][1] for i in ids] == [False, False, True]
+    assert moved[ids[1]] == recs[ids[1]]  # never selected: never written again
+    assert [rows("generated_images", "image_id")[i][1] for i in images_ids] == [False, True]
+
+    # The job progresses: written, with the version of the state that changed it.
+    progressed = {**state["jobs"][job_id], "progress": 100, "status": "COMPLETED",
+                  "updatedAt": state["updatedAt"] + 1}
+    newer(jobs={job_id: progressed})
+    assert job()[1:] == (state["version"], 100)
+
+    # New recommendations (a second AI job): the old rows are gone, the new ones there.
+    fresh = recommendations()
+    newer(recommendations=fresh, selectedRecommendationId=None)
+    assert set(rows("ai_recommendations", "recommendation_id")) == {
+        r["recommendationId"] for r in fresh}
+    # And a replay of an older state after all of it changes nothing.
+    before = _snapshot(pg, rds, state)
+    _write(settings, _state(4, "옛것"))
+    assert _snapshot(pg, rds, state) == before
+
+
 def test_every_key_has_the_spec_name_and_its_ttl(topics: Topics, settings: Settings) -> None:
     user = str(uuid.uuid4())
     event_id = new_draft(topics, user)
