@@ -1,7 +1,7 @@
-"""PostgreSQL projection: one statement per batch (the `project_batch` function of migration
-0006), upserts guarded by the state version. The rows are a state's columns, so `read_state`
-turns them back into the state they came from, and the API's PostgreSQL read path shows the
-same document as Redis."""
+"""PostgreSQL projection: one statement per batch (the `project_batch` function of migrations
+0006 and 0007), upserts guarded by the state version, child rows written only when changed.
+The rows are a state's columns, so `read_state` turns them back into the state they came
+from, and the API's PostgreSQL read path shows the same document as Redis."""
 
 from __future__ import annotations
 
