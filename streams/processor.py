@@ -110,6 +110,8 @@ class CommandProcessor:
         self.producer: AIOKafkaProducer | None = None
         self._started = asyncio.Event()
         self._current: asyncio.Future[None] | None = None
+        # The last batch's offset commit (step 5), in flight while the next fetch is decided.
+        self._commit: asyncio.Future[bool] | None = None
         self._closing = False
         self._next: dict[TP, int] = {}  # per partition, the offset after the last handled
         self._partitions: dict[str, int] = {}
@@ -155,9 +157,20 @@ class CommandProcessor:
         self._out[topic].inc()
 
     async def drain(self) -> None:
-        """Wait for the batch in hand (a rebalance calls this before partitions move)."""
+        """Wait for the batch in hand and its commit (a rebalance calls this before
+        partitions move, and a stop before the consumer goes)."""
+        await self._decided()
+        await self._committed()
+
+    async def _decided(self) -> None:
         if self._current is not None and not self._current.done():
             await asyncio.wait([self._current])
+
+    async def _committed(self) -> None:
+        """Wait for the previous batch's offset commit."""
+        commit, self._commit = self._commit, None
+        if commit is not None:
+            await commit
 
     def on_revoked(self, revoked: set[TP]) -> None:
         for tp in revoked:
@@ -166,7 +179,7 @@ class CommandProcessor:
     async def handle(self, records: dict[TP, list[Any]]) -> None:
         """One fetch, from the seam. Shielded: Faust cancels its fetcher at a rebalance or
         a stop, and a batch stops only between its steps' deliveries, never halfway."""
-        await self.drain()
+        await self._decided()
         await self._started.wait()
         if self._closing:
             return  # not committed: read again by the next run
@@ -198,7 +211,10 @@ class CommandProcessor:
         if not batch.ends:
             return
         await self._deliver(batch)
-        await commit_offsets(self.app, batch.ends)
+        # 5. The commit runs while the next fetch is read and decided; that batch's states
+        #    wait for it (`_deliver`), so nothing of a batch reaches the changelog before
+        #    the batch ahead of it is committed, and a crash replays no more than before.
+        self._commit = asyncio.ensure_future(commit_offsets(self.app, batch.ends))
         self._next.update(batch.ends)
         self._observe(batch, time.perf_counter() - started)
 
@@ -307,6 +323,10 @@ class CommandProcessor:
         #    between here and the states re-decides (and re-sends) it.
         await self._step([(topic, partition, records)
                           for (topic, partition), records in batch.announce.items()])
+        # The batch before is committed before this one's states go out, so a crash
+        # replays at most that batch (every state of it in the changelog: duplicates,
+        # which announce only their outcomes) and this one, as before the overlap.
+        await self._committed()
         # 2. + 3. The newest state per event, once; the store only once the broker has it.
         if batch.states:
             changelog = self.events.changelog_topic.get_topic_name()
