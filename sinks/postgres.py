@@ -129,9 +129,11 @@ def _children(states: Sequence[dict[str, Any]]) -> tuple[list[Any], list[Any], l
 class PostgresSink:
     def __init__(self, database_url: str, pool_size: int = 4) -> None:
         # Autocommit: a batch is one statement (one function call), atomic on its own.
+        # Connections are not checked out with a check (a round trip per batch): one that
+        # broke with a PostgreSQL restart fails its write, the pool drops it, and the
+        # projector's retry takes another.
         self.pool = AsyncConnectionPool(database_url, min_size=1, max_size=pool_size, open=False,
-                                        kwargs={"autocommit": True},
-                                        check=AsyncConnectionPool.check_connection)
+                                        kwargs={"autocommit": True})
 
     async def start(self) -> None:
         await self.pool.open(wait=False)

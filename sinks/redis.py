@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import NoScriptError
 
 from eventpipe.settings import Settings
 from sinks.documents import event_document
@@ -95,7 +96,9 @@ class RedisSink:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.client = Redis.from_url(settings.redis_url, decode_responses=True)
-        self._write_batch = self.client.register_script(_WRITE_BATCH)
+        # Called by its digest: a registered script in a pipeline costs a SCRIPT EXISTS
+        # round trip on every execute (redis-py checks before each one).
+        self._sha = self.client.register_script(_WRITE_BATCH).sha
 
     async def stop(self) -> None:
         await self.client.aclose()
@@ -107,10 +110,20 @@ class RedisSink:
         outcomes: Sequence[dict[str, Any]],
     ) -> None:
         keys, ops = self._ops(upserts, deletes, outcomes)
+        try:
+            await self._execute(keys, ops, outcomes)
+        except NoScriptError:
+            # A Redis that restarted has no scripts: load it, and the batch again. The
+            # announcement of the failed try went out, harmlessly: PostgreSQL has the batch.
+            await self.client.script_load(_WRITE_BATCH)
+            await self._execute(keys, ops, outcomes)
+
+    async def _execute(self, keys: list[str], ops: list[list[Any]],
+                       outcomes: Sequence[dict[str, Any]]) -> None:
         pipe = self.client.pipeline(transaction=False)
         for i in range(0, len(keys), OPS_PER_CALL):
-            await self._write_batch(keys=keys[i:i + OPS_PER_CALL],
-                                    args=[_json(ops[i:i + OPS_PER_CALL])], client=pipe)
+            chunk = keys[i:i + OPS_PER_CALL]
+            pipe.evalsha(self._sha, len(chunk), *chunk, _json(ops[i:i + OPS_PER_CALL]))
         if outcomes:  # announced after the states they describe are written
             pipe.publish(OUTCOME_CHANNEL, " ".join(o["commandId"] for o in outcomes))
         await pipe.execute()

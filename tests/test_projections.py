@@ -192,6 +192,18 @@ def test_an_older_state_after_a_newer_one_changes_nothing(
     assert rds.hget(f"event:draft:{newer['eventId']}", "eventName") == "새것"
 
 
+def test_a_redis_that_lost_its_scripts_still_gets_the_batch(
+        settings: Settings, pg: psycopg.Connection, rds: redis.Redis, synthetic: None) -> None:
+    """The sink calls its script by digest; a Redis that restarted has none (SCRIPT FLUSH
+    here), and the batch is written all the same."""
+    first, second = _state(1, "처음"), _state(2, "다음")
+    _write(settings, first)
+    rds.script_flush()
+    _write(settings, second)
+    assert rds.hget(f"event:draft:{second['eventId']}", "version") == "2"
+    assert rds.hget(f"event:draft:{second['eventId']}", "eventName") == "다음"
+
+
 def test_a_state_rewrites_only_the_children_that_changed(
         settings: Settings, pg: psycopg.Connection, rds: redis.Redis, synthetic: None) -> None:
     """A recommendation, image or job that a newer state leaves as it was is not written
