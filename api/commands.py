@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from api.errors import ApiError
 from api.metrics import record_phase
-from sinks.redis import OUTCOME_CHANNEL, outcome_key
+from sinks.redis import OUTCOME_CHANNEL, announced_outcomes, outcome_key
 from streams.codec import AvroCodec
 from streams.envelope import command_record, has_nul
 from streams.topics import TopicSpec
@@ -90,7 +90,7 @@ class OutcomeWaiter:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
                     await pubsub.subscribe(OUTCOME_CHANNEL)
                     async for message in pubsub.listen():
-                        await self._wake(message["data"].split())
+                        self._wake(message["data"])
                         batch, self._batch = self._batch, None
                         if batch is not None and not batch.done():
                             batch.set_result(None)
@@ -99,26 +99,24 @@ class OutcomeWaiter:
                 log.warning("outcome listener lost Redis (%s); reconnecting", exc)
                 await asyncio.sleep(0.5)
 
-    async def _wake(self, command_ids: list[str]) -> None:
-        """Hand each waiting request its outcome: one pipelined read for the whole
-        announcement instead of one round trip per request (they all wake at once)."""
-        waiting = [c for c in command_ids if c in self._waiting]
-        if not waiting:
+    def _wake(self, message: str) -> None:
+        """Hand each waiting request its outcome, which the announcement carries (no read
+        of it in Redis). One it cannot read leaves its waiters to read theirs when their
+        wait ends."""
+        if not self._waiting:
             return
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for command_id in waiting:
-                    pipe.hgetall(outcome_key(command_id))
-                found = await pipe.execute()
-        except (RedisError, OSError):
-            found = [{}] * len(waiting)  # each waiter reads its own (Redis, PostgreSQL)
-        for command_id, h in zip(waiting, found, strict=True):
+            outcomes = announced_outcomes(message)
+        except ValueError as exc:
+            log.warning("unreadable announcement (%s); its waiters read their outcomes", exc)
+            return
+        for command_id, h in outcomes.items():
             future = self._waiting.get(command_id)
             if future is None or future.done():
                 continue
             try:
-                future.set_result(_from_hash(command_id, h) if h else None)
-            except (KeyError, ValueError):  # malformed: its request reads it again, not the loop
+                future.set_result(_from_hash(command_id, h))
+            except (KeyError, TypeError, ValueError):  # malformed: its request reads it again
                 future.set_result(None)
 
     async def next_batch(self, seconds: float) -> None:

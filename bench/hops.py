@@ -34,6 +34,7 @@ from typing import Any
 import redis
 from confluent_kafka import Consumer, TopicPartition
 
+from sinks.redis import announced_outcomes
 from streams.codec import AvroCodec, register_codecs
 from streams.topics import OUTCOME
 
@@ -74,7 +75,7 @@ class Announcements:
             message = self._pubsub.get_message(timeout=0.1)
             if message is not None:
                 now = time.time()
-                for command_id in message["data"].split():
+                for command_id in announced_outcomes(message["data"]):
                     self.seen.setdefault(command_id, now)
 
     def event_of(self, command_id: str) -> str | None:

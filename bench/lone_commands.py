@@ -32,7 +32,7 @@ import redis.asyncio as aredis
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from bench.load import STORE
-from sinks.redis import OUTCOME_CHANNEL
+from sinks.redis import OUTCOME_CHANNEL, announced_outcomes
 from streams.codec import register_codecs
 from streams.envelope import command_record
 from streams.topics import OUTCOME, PURPOSE
@@ -73,7 +73,7 @@ async def measure(rate: int, seconds: float) -> dict[str, dict[str, float]]:
         async for message in pubsub.listen():
             if message["type"] == "message":
                 seen = time.time() * 1000
-                for command_id in message["data"].decode().split():
+                for command_id in announced_outcomes(message["data"]):
                     announced.setdefault(command_id, seen)
 
     readers = [asyncio.create_task(read_outcomes()), asyncio.create_task(read_announcements())]

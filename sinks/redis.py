@@ -21,6 +21,8 @@ from sinks.documents import event_document
 __all__ = [
     "OUTCOME_CHANNEL",
     "RedisSink",
+    "announced_outcomes",
+    "announcement",
     "draft_key",
     "job_key",
     "outcome_key",
@@ -28,7 +30,7 @@ __all__ = [
     "session_key",
 ]
 
-# Pub/sub: the commandIds whose outcomes just landed, space-separated, one message a batch.
+# Pub/sub: the outcomes that just landed, one message a batch (`announcement`).
 OUTCOME_CHANNEL = "eventpipe:outcomes"
 
 
@@ -92,6 +94,29 @@ def _fields(mapping: dict[str, Any]) -> list[str]:
     return flat
 
 
+def _outcome_fields(o: dict[str, Any]) -> dict[str, str]:
+    """An outcome as its hash `command:outcome:{commandId}` holds it."""
+    return {
+        "eventId": o["eventId"], "userId": o["userId"], "commandType": o["commandType"],
+        "status": o["status"], "code": o["code"] or "", "message": o["message"] or "",
+        "details": _json(o["details"]), "eventVersion": str(o["eventVersion"]),
+    }
+
+
+def announcement(outcomes: Sequence[dict[str, Any]]) -> str:
+    """The message on `OUTCOME_CHANNEL` for a written batch: {commandId: the outcome's hash
+    fields}, so a waiting request needs no read of its outcome."""
+    return _json({o["commandId"]: _outcome_fields(o) for o in outcomes})
+
+
+def announced_outcomes(message: str | bytes) -> dict[str, dict[str, str]]:
+    """The outcomes of an announcement, by commandId (ValueError: not one)."""
+    found = orjson.loads(message)
+    if not isinstance(found, dict):
+        raise ValueError(f"an announcement is an object, not {type(found).__name__}")
+    return found
+
+
 class RedisSink:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -125,7 +150,7 @@ class RedisSink:
             chunk = keys[i:i + OPS_PER_CALL]
             pipe.evalsha(self._sha, len(chunk), *chunk, _json(ops[i:i + OPS_PER_CALL]))
         if outcomes:  # announced after the states they describe are written
-            pipe.publish(OUTCOME_CHANNEL, " ".join(o["commandId"] for o in outcomes))
+            pipe.publish(OUTCOME_CHANNEL, announcement(outcomes))
         await pipe.execute()
 
     def _ops(
@@ -180,9 +205,5 @@ class RedisSink:
                 ops.append(["D"])
         for o in outcomes:
             keys.append(outcome_key(o["commandId"]))
-            ops.append(["S", s.ttl_outcome_seconds, *_fields({
-                "eventId": o["eventId"], "userId": o["userId"], "commandType": o["commandType"],
-                "status": o["status"], "code": o["code"] or "", "message": o["message"] or "",
-                "details": _json(o["details"]), "eventVersion": str(o["eventVersion"]),
-            })])
+            ops.append(["S", s.ttl_outcome_seconds, *_fields(_outcome_fields(o))])
         return keys, ops
