@@ -157,6 +157,13 @@ class EventQueries:
             "createdAt": _iso(r["created_at"]), "updatedAt": _iso(r["updated_at"]),
         } for r in rows], total
 
+    async def cached_job_body(self, job_id: str) -> tuple[bytes | None, bytes | None]:
+        """The job's status body as the API answers it and its owner, from Redis alone;
+        Nones when Redis has no such job. Raises RedisError or OSError when it is down."""
+        body, owner = await self.reader.execute_command("HMGET", job_key(job_id), "doc",
+                                                         "userId")
+        return body, owner
+
     async def cached_job(self, job_id: str) -> dict[str, Any] | None:
         """The job's status hash from Redis alone, None when Redis has no such job. Raises
         RedisError or OSError when it is down."""

@@ -7,9 +7,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
 from streams.vocabulary import OBJECTIVE_LABELS, Objective
 
-__all__ = ["event_document", "image_view", "iso_ms", "job_view", "objective_label"]
+__all__ = ["event_document", "image_view", "iso_ms", "job_status_body", "job_view",
+           "objective_label"]
 
 
 def iso_ms(epoch_ms: int | None) -> str | None:
@@ -64,3 +67,31 @@ def event_document(state: dict[str, Any]) -> dict[str, Any]:
         "createdAt": iso_ms(state["createdAt"]),
         "updatedAt": iso_ms(state["updatedAt"]),
     }
+
+
+RUNNING_MESSAGE = {"AI_RECOMMENDATION": "AI가 분석 중입니다",
+                   "IMAGE_GENERATION": "이미지를 생성 중입니다"}
+FAILED_MESSAGE = "다시 시도해주세요"
+
+
+def job_status_body(job: dict[str, Any], event: dict[str, Any] | None) -> bytes:
+    """Seed 004's body from the job's projection and, for a COMPLETED job, its event's
+    document (None when there is none); built from the projection's fields, so the model
+    (which documents it) is not run again. The projector keeps it in the job's Redis hash
+    (`doc`), which the fast path (api/fast_reads.py) sends as stored; the route builds it
+    when it reads from elsewhere."""
+    body: dict[str, Any] = {k: job[k] for k in ("jobId", "jobType", "status", "progress")}
+    if job["status"] in ("PENDING", "PROCESSING"):
+        body["message"] = RUNNING_MESSAGE[job["jobType"]]
+    elif job["status"] == "FAILED":
+        body["error"] = job["error"] or "작업 실패"
+        body["message"] = FAILED_MESSAGE
+    else:
+        doc = event or {"recommendations": [], "images": []}
+        if job["jobType"] == "AI_RECOMMENDATION":
+            body["recommendations"] = doc["recommendations"]
+            if doc.get("trendAnalysis") is not None:
+                body["trendAnalysis"] = doc["trendAnalysis"]
+        else:
+            body["images"] = [i for i in doc["images"] if i.get("jobId") == job["jobId"]]
+    return orjson.dumps(body)

@@ -158,6 +158,7 @@ async def rebuild(settings: Settings) -> int:
         # Jobs of discarded events stay, as they would have: project them too.
         discarded_jobs = [s for s in states if s["status"] not in PROJECTED_STATUSES]
         await postgres.write_jobs(discarded_jobs)
+        await redis.write([], discarded_jobs, [])
     finally:
         await postgres.stop()
         await redis.stop()

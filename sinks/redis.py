@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError
 
 from eventpipe.settings import Settings
-from sinks.documents import event_document
+from sinks.documents import event_document, job_status_body
 
 __all__ = [
     "OUTCOME_CHANNEL",
@@ -168,6 +168,16 @@ class RedisSink:
             keys.append(key)
             ops.append(["R", ttl, guard, str(value), *_fields(fields)])
 
+        def jobs(state: dict[str, Any], doc: dict[str, Any] | None) -> None:
+            for job in (state.get("jobs") or {}).values():
+                replace(job_key(job["jobId"]), s.ttl_job_seconds, "version", state["version"], {
+                    "jobType": job["jobType"], "status": job["status"],
+                    "progress": str(job["progress"]), "eventId": state["eventId"],
+                    "userId": state["userId"], "error": job["error"],
+                    # the API's answer, sent as stored by its fast path
+                    "doc": job_status_body(job, doc).decode(),
+                })
+
         for state in upserts:
             event_id, version = state["eventId"], state["version"]
             doc = event_document(state)
@@ -187,12 +197,7 @@ class RedisSink:
                         "createdAt", state["createdAt"], {
                             "eventId": event_id, "objective": state["objective"],
                             "storeId": state["storeId"]})
-            for job in (state.get("jobs") or {}).values():
-                replace(job_key(job["jobId"]), s.ttl_job_seconds, "version", version, {
-                    "jobType": job["jobType"], "status": job["status"],
-                    "progress": str(job["progress"]), "eventId": event_id,
-                    "userId": state["userId"], "error": job["error"],
-                })
+            jobs(state, doc)
             if state.get("recommendations"):
                 replace(recommendation_key(event_id), s.ttl_recommendation_seconds,
                         "version", version, {
@@ -203,6 +208,7 @@ class RedisSink:
             for key in (draft_key(state["eventId"]), recommendation_key(state["eventId"])):
                 keys.append(key)
                 ops.append(["D"])
+            jobs(state, None)  # a discarded event's jobs outlive it, without its results
         for o in outcomes:
             keys.append(outcome_key(o["commandId"]))
             ops.append(["S", s.ttl_outcome_seconds, *_fields(_outcome_fields(o))])

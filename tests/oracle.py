@@ -42,7 +42,7 @@ from psycopg_pool import AsyncConnectionPool
 from api.queries import EventQueries
 from eventpipe.settings import Settings
 from sinks.batch import PROJECTED_STATUSES
-from sinks.documents import event_document
+from sinks.documents import event_document, job_status_body
 from sinks.redis import draft_key, job_key, outcome_key
 from streams.admin import EVENTS_TABLE
 from streams.codec import AvroCodec, DecodeError, register_codecs
@@ -539,8 +539,10 @@ def _check_redis(settings: Settings, rds: redis.Redis,
                                                      " within its TTL")
                 continue
             for line in _diff(f"redis {job_key(job['jobId'])}",
-                              {"status": job["status"], "progress": str(job["progress"])},
-                              {"status": got.get("status"), "progress": got.get("progress")}):
+                              {"status": job["status"], "progress": str(job["progress"]),
+                               "doc": json.loads(job_status_body(job, event_document(state)))},
+                              {"status": got.get("status"), "progress": got.get("progress"),
+                               "doc": json.loads(got.get("doc") or "null")}):
                 report.problem("differences", event_id, line)
     for command_id, outcome in outcomes.items():
         got = rds.hgetall(outcome_key(command_id))

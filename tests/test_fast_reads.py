@@ -75,6 +75,12 @@ def test_an_event_and_its_jobs_read_the_same_on_both_paths(
     assert both_paths(client, auth, f"/api/events/jobs/{failed}/status",
                       failed).json()["error"] == "AI 분석 실패"
 
+    # Discarded, the draft leaves both stores and its jobs stay, the same on both paths
+    # (their results went with the event).
+    assert client.delete(event_path, headers=auth).status_code == 204
+    gone = both_paths(client, auth, ai_path, ai).json()
+    assert (gone["status"], gone["recommendations"]) == ("COMPLETED", [])
+
 
 def bad_tokens(settings: Settings) -> dict[str, dict[str, str]]:
     user, now = str(uuid.uuid4()), int(time.time())
