@@ -22,7 +22,6 @@ __all__ = [
     "OUTCOME_CHANNEL",
     "RedisSink",
     "announced_outcomes",
-    "announcement",
     "draft_key",
     "job_key",
     "outcome_key",
@@ -30,7 +29,8 @@ __all__ = [
     "session_key",
 ]
 
-# Pub/sub: the outcomes that just landed, one message a batch (`announcement`).
+# Pub/sub: the outcomes that just landed, one message a batch: {commandId: the fields of
+# its outcome hash}, so a waiting request needs no read of its outcome.
 OUTCOME_CHANNEL = "eventpipe:outcomes"
 
 
@@ -103,12 +103,6 @@ def _outcome_fields(o: dict[str, Any]) -> dict[str, str]:
     }
 
 
-def announcement(outcomes: Sequence[dict[str, Any]]) -> str:
-    """The message on `OUTCOME_CHANNEL` for a written batch: {commandId: the outcome's hash
-    fields}, so a waiting request needs no read of its outcome."""
-    return _json({o["commandId"]: _outcome_fields(o) for o in outcomes})
-
-
 def announced_outcomes(message: str | bytes) -> dict[str, dict[str, str]]:
     """The outcomes of an announcement, by commandId (ValueError: not one)."""
     found = orjson.loads(message)
@@ -134,30 +128,32 @@ class RedisSink:
         deletes: Sequence[dict[str, Any]],
         outcomes: Sequence[dict[str, Any]],
     ) -> None:
-        keys, ops = self._ops(upserts, deletes, outcomes)
+        # Each outcome's hash fields, made once: the hash and the announcement hold the same.
+        announced = {o["commandId"]: _outcome_fields(o) for o in outcomes}
+        keys, ops = self._ops(upserts, deletes, announced)
         try:
-            await self._execute(keys, ops, outcomes)
+            await self._execute(keys, ops, announced)
         except NoScriptError:
             # A Redis that restarted has no scripts: load it, and the batch again. The
             # announcement of the failed try went out, harmlessly: PostgreSQL has the batch.
             await self.client.script_load(_WRITE_BATCH)
-            await self._execute(keys, ops, outcomes)
+            await self._execute(keys, ops, announced)
 
     async def _execute(self, keys: list[str], ops: list[list[Any]],
-                       outcomes: Sequence[dict[str, Any]]) -> None:
+                       announced: dict[str, dict[str, str]]) -> None:
         pipe = self.client.pipeline(transaction=False)
         for i in range(0, len(keys), OPS_PER_CALL):
             chunk = keys[i:i + OPS_PER_CALL]
             pipe.evalsha(self._sha, len(chunk), *chunk, _json(ops[i:i + OPS_PER_CALL]))
-        if outcomes:  # announced after the states they describe are written
-            pipe.publish(OUTCOME_CHANNEL, announcement(outcomes))
+        if announced:  # after the states they describe are written
+            pipe.publish(OUTCOME_CHANNEL, _json(announced))
         await pipe.execute()
 
     def _ops(
         self,
         upserts: Sequence[dict[str, Any]],
         deletes: Sequence[dict[str, Any]],
-        outcomes: Sequence[dict[str, Any]],
+        outcomes: dict[str, dict[str, str]],
     ) -> tuple[list[str], list[list[Any]]]:
         """The batch as keys and their ops (see `_WRITE_BATCH`)."""
         s = self.settings
@@ -209,7 +205,7 @@ class RedisSink:
                 keys.append(key)
                 ops.append(["D"])
             jobs(state, None)  # a discarded event's jobs outlive it, without its results
-        for o in outcomes:
-            keys.append(outcome_key(o["commandId"]))
-            ops.append(["S", s.ttl_outcome_seconds, *_fields(_outcome_fields(o))])
+        for command_id, fields in outcomes.items():
+            keys.append(outcome_key(command_id))
+            ops.append(["S", s.ttl_outcome_seconds, *_fields(fields)])
         return keys, ops
