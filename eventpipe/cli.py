@@ -61,7 +61,7 @@ def topics_create() -> None:
     """Create the pipeline's topics (idempotent)."""
     from streams.admin import ensure_topics
 
-    created = asyncio.run(ensure_topics(get_settings()))
+    created = ensure_topics(get_settings())
     console.print(f"created: {', '.join(created) or 'none (all exist)'}")
 
 

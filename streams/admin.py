@@ -5,22 +5,30 @@ Faust would create its changelog itself, but the projector may start first and m
 trigger broker auto-creation of an uncompacted changelog, so every topic is made here. The
 processor writes an event's state to the changelog partition its commands came from
 (docs/decisions/0001), so the command topics and the changelog must have one partition count.
+
+A topic just made is not described at once: while the broker elects its leaders, its
+metadata has an error and no partitions (on a broker busy deleting topics, for seconds). The
+check waits until every topic is described before it compares. The metadata is read for all
+topics, never for named ones, which a broker with `auto.create.topics.enable` would create
+with its defaults.
 """
 
 from __future__ import annotations
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from eventpipe.settings import Settings
 from streams.topics import ALL_TOPICS, COMMAND_TOPICS, changelog_topic
 
-__all__ = ["EVENTS_TABLE", "NotCopartitioned", "ensure_topics"]
+__all__ = ["EVENTS_TABLE", "NotCopartitioned", "TopicsNotReady", "ensure_topics"]
 
 EVENTS_TABLE = "events"
+READY_SECONDS = 30.0  # how long a topic just made may take to be described
 
 
-async def ensure_topics(settings: Settings) -> list[str]:
+def ensure_topics(settings: Settings) -> list[str]:
     """Create missing topics; returns the names created."""
     wanted = [
         NewTopic(spec.name, settings.topic_partitions, 1) for spec in ALL_TOPICS
@@ -29,26 +37,47 @@ async def ensure_topics(settings: Settings) -> list[str]:
             changelog_topic(settings.app_id, EVENTS_TABLE),
             settings.topic_partitions,
             1,
-            topic_configs={"cleanup.policy": "compact"},
+            config={"cleanup.policy": "compact"},
         )
     ]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [t for t in wanted if t.name not in existing]
-        if missing:
-            try:
-                await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # a concurrent starter made them
-        together = [spec.name for spec in COMMAND_TOPICS] + [wanted[-1].name]
-        counts = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics(together)}
-        if len(set(counts.values())) != 1:
-            raise NotCopartitioned(counts)
-        return [t.name for t in missing]
-    finally:
-        await admin.close()
+    together = [spec.name for spec in COMMAND_TOPICS] + [wanted[-1].topic]
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    created = _create_missing(admin, wanted)
+    retrying = Retrying(retry=retry_if_exception_type(TopicsNotReady),
+                        stop=stop_after_delay(READY_SECONDS), wait=wait_fixed(0.2), reraise=True)
+    counts = retrying(lambda: _partition_counts(admin.list_topics(timeout=30), together))
+    if len(set(counts.values())) != 1:
+        raise NotCopartitioned(counts)
+    return created
+
+
+def _create_missing(admin: AdminClient, wanted: list[NewTopic]) -> list[str]:
+    existing = admin.list_topics(timeout=30).topics
+    missing = [t for t in wanted if t.topic not in existing]
+    created: list[str] = []
+    for name, future in (admin.create_topics(missing) if missing else {}).items():
+        try:
+            future.result()
+            created.append(name)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise
+            # a concurrent starter made it
+    return created
+
+
+def _partition_counts(metadata: ClusterMetadata, names: list[str]) -> dict[str, int]:
+    """Each topic's partition count, once the broker describes every one of them."""
+    waiting = {}
+    for name in names:
+        topic = metadata.topics.get(name)
+        if topic is None:
+            waiting[name] = "not listed yet"
+        elif topic.error or not topic.partitions:
+            waiting[name] = str(topic.error or "no partitions yet")
+    if waiting:
+        raise TopicsNotReady(waiting)
+    return {name: len(metadata.topics[name].partitions) for name in names}
 
 
 class NotCopartitioned(RuntimeError):
@@ -57,3 +86,10 @@ class NotCopartitioned(RuntimeError):
         super().__init__(f"the command topics and the changelog must have one partition count"
                          f" (an event's commands and its state share a partition); found"
                          f" {listed}. Recreate them with TOPIC_PARTITIONS partitions.")
+
+
+class TopicsNotReady(RuntimeError):
+    def __init__(self, waiting: dict[str, str]) -> None:
+        listed = ", ".join(f"{topic} ({why})" for topic, why in sorted(waiting.items()))
+        super().__init__(f"topics the broker did not describe within {READY_SECONDS:.0f} s:"
+                         f" {listed}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 
@@ -13,7 +14,7 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from eventpipe.settings import Settings
-from streams.admin import EVENTS_TABLE
+from streams.admin import EVENTS_TABLE, ensure_topics
 from streams.topics import changelog_topic
 from tests.conftest import ROOT
 
@@ -42,3 +43,33 @@ def test_a_changelog_with_another_partition_count_stops_the_worker_with_a_messag
     assert "must have one partition count" in run.stderr
     assert f"{app_id_with_a_narrow_changelog}-events-changelog" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_topics_made_again_while_the_broker_deletes_others_are_waited_for(
+        stack: Settings) -> None:
+    """As `make bench` starts a worker after deleting every topic: the changelog, made again
+    while the broker is still deleting a dozen topics, is described for a while with no
+    partitions. The start waits for it rather than taking it for a topic of 0 partitions
+    (the worker used to exit with "found ... events-changelog 0")."""
+    admin = AdminClient({"bootstrap.servers": stack.kafka_bootstrap_servers})
+    app = Settings(app_id=f"remade-{uuid.uuid4().hex[:8]}", topic_partitions=stack.topic_partitions,
+                   kafka_bootstrap_servers=stack.kafka_bootstrap_servers)
+    changelog = changelog_topic(app.app_id, EVENTS_TABLE)
+    for attempt in range(5):
+        scratch = [f"{app.app_id}-scratch-{attempt}-{i}" for i in range(12)]
+        for future in admin.create_topics(
+                [NewTopic(name, stack.topic_partitions, 1) for name in scratch]).values():
+            future.result()
+        ensure_topics(app)
+        for future in admin.delete_topics([*scratch, changelog]).values():
+            future.result()
+        while {*scratch, changelog} & set(admin.list_topics(timeout=30).topics):
+            time.sleep(0.2)
+
+        assert ensure_topics(app) == [changelog]
+        described = admin.list_topics(timeout=30).topics[changelog]
+        assert described.error is None
+        assert len(described.partitions) == stack.topic_partitions
+        admin.delete_topics([changelog])
+        while changelog in admin.list_topics(timeout=30).topics:
+            time.sleep(0.2)
