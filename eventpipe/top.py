@@ -228,9 +228,12 @@ class Probe:
     async def _read_lag(self) -> dict[str, list[PartitionLag]]:
         admin, consumer = await self._kafka_clients()
         wanted = {t for topics in self.groups.values() for t in topics}
-        described = await admin.describe_topics(sorted(wanted))
+        # All topics' metadata, not the wanted ones by name: naming a topic lets the broker
+        # auto-create it, and `top` run before the worker must not make its changelog.
+        described = await admin.describe_topics()
         tps = sorted((TopicPartition(t["topic"], p["partition"]) for t in described
-                      if t["error_code"] == 0 for p in t["partitions"]),
+                      if t["error_code"] == 0 and t["topic"] in wanted
+                      for p in t["partitions"]),
                      key=lambda tp: (tp.topic, tp.partition))
         ends = await consumer.end_offsets(tps)
         out: dict[str, list[PartitionLag]] = {}

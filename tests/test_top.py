@@ -14,9 +14,11 @@ from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
+from confluent_kafka.admin import AdminClient
 
 from eventpipe.settings import Settings
-from streams.topics import PURPOSE
+from streams.admin import EVENTS_TABLE
+from streams.topics import PURPOSE, changelog_topic
 from tests.conftest import ROOT, WORKER_READY, Process
 from tests.pipeline import Topics
 from tests.test_lifecycle_topics import STORE
@@ -147,3 +149,20 @@ def test_lag_grows_while_the_worker_is_stopped_and_falls_once_it_is_back(
     caught_up = _until("the lag did not fall", top, lambda f: f.number(group, 2) == 0)
     assert purpose_lag(caught_up) == 0
     assert caught_up.cell("worker", 0) == "up"
+
+
+def test_top_before_a_worker_makes_no_topic(process_env: dict[str, str],
+                                            settings: Settings) -> None:
+    """An operator may run `top` before any worker of an app has started: reading the lag
+    must not make the app's changelog (a Metadata request naming a topic lets the broker
+    auto-create it, uncompacted and with the broker's partition count)."""
+    app_id = f"top-first-{uuid.uuid4().hex[:8]}"
+    nowhere = "http://127.0.0.1:9"  # nothing listens: the worker and the API are down
+    done = subprocess.run(
+        [sys.executable, "-m", "eventpipe.cli", "top", "--once", "--worker-url", nowhere,
+         "--api-url", nowhere], env=dict(process_env, APP_ID=app_id, COLUMNS=WIDTH), cwd=ROOT,
+        capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "down" in done.stdout
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    assert changelog_topic(app_id, EVENTS_TABLE) not in admin.list_topics(timeout=30).topics
