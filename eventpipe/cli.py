@@ -59,9 +59,13 @@ def schemas_check() -> None:
 @topics_app.command("create")
 def topics_create() -> None:
     """Create the pipeline's topics (idempotent)."""
-    from streams.admin import ensure_topics
+    from streams.admin import NotCompacted, NotCopartitioned, TopicsNotReady, ensure_topics
 
-    created = ensure_topics(get_settings())
+    try:
+        created = ensure_topics(get_settings())
+    except (NotCompacted, NotCopartitioned, TopicsNotReady) as exc:
+        console.print(str(exc), markup=False)
+        raise typer.Exit(2) from None
     console.print(f"created: {', '.join(created) or 'none (all exist)'}")
 
 
@@ -77,9 +81,13 @@ def db_migrate() -> None:
 @projections_app.command("check")
 def projections_check() -> None:
     """Print every difference between the changelog and the stores; exit 1 if there is one."""
-    from sinks.maintenance import check
+    from sinks.maintenance import NoChangelog, check
 
-    differences = asyncio.run(check(get_settings()))
+    try:
+        differences = asyncio.run(check(get_settings()))
+    except NoChangelog as exc:
+        console.print(str(exc), markup=False)
+        raise typer.Exit(2) from None
     for line in differences:
         console.print(line, markup=False)
     console.print(f"{len(differences)} differences")
@@ -89,9 +97,14 @@ def projections_check() -> None:
 @projections_app.command("rebuild")
 def projections_rebuild() -> None:
     """Empty both projections and write them again from the changelog."""
-    from sinks.maintenance import rebuild
+    from sinks.maintenance import NoChangelog, rebuild
 
-    console.print(f"rebuilt {asyncio.run(rebuild(get_settings()))} events")
+    try:
+        rebuilt = asyncio.run(rebuild(get_settings()))
+    except NoChangelog as exc:
+        console.print(str(exc), markup=False)
+        raise typer.Exit(2) from None
+    console.print(f"rebuilt {rebuilt} events")
 
 
 @app.command()

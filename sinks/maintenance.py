@@ -9,10 +9,11 @@ outcomes are not in the changelog: a rebuild keeps them as they are.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from psycopg.rows import dict_row
 from redis.asyncio import Redis
 
@@ -20,11 +21,11 @@ from eventpipe.settings import Settings
 from sinks.batch import PROJECTED_STATUSES, Batch
 from sinks.postgres import PostgresSink
 from sinks.redis import RedisSink, draft_key
-from streams.admin import EVENTS_TABLE
+from streams.admin import EVENTS_TABLE, existing_partitions
 from streams.envelope import now_ms
 from streams.topics import changelog_topic
 
-__all__ = ["check", "read_changelog", "rebuild"]
+__all__ = ["NoChangelog", "check", "read_changelog", "rebuild"]
 
 _REBUILD_BATCH = 2000
 # A key this close to its expiry is not judged (a clock read on either side of it).
@@ -37,15 +38,19 @@ async def read_changelog(settings: Settings) -> tuple[dict[str, dict[str, Any]],
     every place where an event's record is older than one before it: a restart or a
     partition move restores the last record, so there the table would go back in time."""
     topic = changelog_topic(settings.app_id, EVENTS_TABLE)
-    # Without a group, a subscribing consumer is given every partition and commits nothing.
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap_servers,
+    # Not subscribed by name: a consumer's metadata request for a missing topic lets the
+    # broker auto-create it, and a mistyped APP_ID would make an uncompacted changelog (and
+    # a rebuild from it empty both stores).
+    found = await asyncio.to_thread(existing_partitions, settings.kafka_bootstrap_servers, topic)
+    if found is None:
+        raise NoChangelog(topic, settings.app_id)
+    partitions = [TopicPartition(topic, p) for p in found]
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers,
                                 enable_auto_commit=False, group_id=None,
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:
-        partitions = sorted(consumer.assignment())
-        if not partitions:
-            return {}, []
+        consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         ends = await consumer.end_offsets(partitions)
         batch = Batch()
@@ -71,6 +76,13 @@ async def read_changelog(settings: Settings) -> tuple[dict[str, dict[str, Any]],
         return batch.states, regressions
     finally:
         await consumer.stop()
+
+
+class NoChangelog(RuntimeError):
+    def __init__(self, topic: str, app_id: str) -> None:
+        super().__init__(f"the changelog {topic} does not exist: no worker of APP_ID={app_id}"
+                         " has run on this broker (is APP_ID right?); nothing was read or"
+                         " changed")
 
 
 async def check(settings: Settings) -> list[str]:

@@ -16,20 +16,23 @@ with its defaults.
 from __future__ import annotations
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, ClusterMetadata, NewTopic
+from confluent_kafka.admin import AdminClient, ClusterMetadata, ConfigResource, NewTopic
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from eventpipe.settings import Settings
 from streams.topics import ALL_TOPICS, COMMAND_TOPICS, changelog_topic
 
-__all__ = ["EVENTS_TABLE", "NotCopartitioned", "TopicsNotReady", "ensure_topics"]
+__all__ = ["EVENTS_TABLE", "NotCompacted", "NotCopartitioned", "TopicsNotReady",
+           "ensure_topics", "existing_partitions"]
 
 EVENTS_TABLE = "events"
 READY_SECONDS = 30.0  # how long a topic just made may take to be described
 
 
 def ensure_topics(settings: Settings) -> list[str]:
-    """Create missing topics; returns the names created."""
+    """Create missing topics, wait until the broker describes them, and check that the
+    command topics and the changelog are co-partitioned and the changelog compacted;
+    returns the names created."""
     wanted = [
         NewTopic(spec.name, settings.topic_partitions, 1) for spec in ALL_TOPICS
     ] + [
@@ -48,7 +51,28 @@ def ensure_topics(settings: Settings) -> list[str]:
     counts = retrying(lambda: _partition_counts(admin.list_topics(timeout=30), together))
     if len(set(counts.values())) != 1:
         raise NotCopartitioned(counts)
+    _check_compacted(admin, wanted[-1].topic)
     return created
+
+
+def _check_compacted(admin: AdminClient, changelog: str) -> None:
+    """A changelog made by someone else (by hand, or auto-created by a client that named it)
+    may delete old records by time: the table's recovery would then lose the events not
+    written for a week."""
+    resource = ConfigResource("topic", changelog)
+    policy = admin.describe_configs([resource])[resource].result(timeout=30)["cleanup.policy"]
+    if "compact" not in str(policy.value).split(","):
+        raise NotCompacted(changelog, str(policy.value))
+
+
+def existing_partitions(bootstrap_servers: str, topic: str) -> list[int] | None:
+    """The topic's partitions, or None if the broker has no such topic; read from every
+    topic's metadata, so that asking never creates it."""
+    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    described = admin.list_topics(timeout=30).topics.get(topic)
+    if described is None or described.error is not None:
+        return None
+    return sorted(described.partitions)
 
 
 def _create_missing(admin: AdminClient, wanted: list[NewTopic]) -> list[str]:
@@ -86,6 +110,14 @@ class NotCopartitioned(RuntimeError):
         super().__init__(f"the command topics and the changelog must have one partition count"
                          f" (an event's commands and its state share a partition); found"
                          f" {listed}. Recreate them with TOPIC_PARTITIONS partitions.")
+
+
+class NotCompacted(RuntimeError):
+    def __init__(self, changelog: str, policy: str) -> None:
+        super().__init__(f"the changelog {changelog} has cleanup.policy={policy}: the broker would"
+                         " delete old states. Make it compacted (kafka-configs.sh --alter"
+                         f" --entity-type topics --entity-name {changelog} --add-config"
+                         " cleanup.policy=compact) or delete it before the first start.")
 
 
 class TopicsNotReady(RuntimeError):

@@ -73,3 +73,31 @@ def test_topics_made_again_while_the_broker_deletes_others_are_waited_for(
         admin.delete_topics([changelog])
         while changelog in admin.list_topics(timeout=30).topics:
             time.sleep(0.2)
+
+
+@pytest.fixture
+def app_id_with_an_uncompacted_changelog(settings: Settings) -> Iterator[str]:
+    """The changelog as a client that named it would have had the broker auto-create it."""
+    app_id = f"uncompacted-{uuid.uuid4().hex[:8]}"
+    topic = changelog_topic(app_id, EVENTS_TABLE)
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    for future in admin.create_topics([NewTopic(topic, settings.topic_partitions, 1,
+                                                config={"cleanup.policy": "delete"})]).values():
+        future.result()
+    yield app_id
+    for future in admin.delete_topics([topic]).values():
+        future.result()
+
+
+def test_an_uncompacted_changelog_stops_the_worker_with_a_message(
+        process_env: dict[str, str], app_id_with_an_uncompacted_changelog: str) -> None:
+    """Its old states would be deleted by time, and a restart would restore a table without
+    the events not written for a week."""
+    env = {**process_env, "APP_ID": app_id_with_an_uncompacted_changelog}
+    run = subprocess.run([sys.executable, "-m", "eventpipe.cli", "worker"], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    assert f"{app_id_with_an_uncompacted_changelog}-events-changelog has" \
+           " cleanup.policy=delete" in run.stderr
+    assert "cleanup.policy=compact" in run.stderr  # how to put it right
+    assert "Traceback" not in run.stderr

@@ -15,6 +15,7 @@ import httpx
 import psycopg
 import pytest
 import redis
+from confluent_kafka.admin import AdminClient
 
 from eventpipe.settings import Settings
 from sinks.postgres import PostgresSink
@@ -319,6 +320,31 @@ def test_check_finds_a_tampered_projection_and_rebuild_restores_it(
     assert pg.execute("SELECT event_name, version FROM events WHERE event_id = %s",
                       (event_id,)).fetchone() == ("원본", 2)
     assert topics.event(event_id)["eventName"] == "원본"
+
+
+@pytest.mark.parametrize("command", ["check", "rebuild"])
+def test_check_and_rebuild_of_an_app_without_a_changelog_change_nothing(
+        command: str, process_env: dict[str, str], settings: Settings,
+        pg: psycopg.Connection, rds: redis.Redis, event_row: str) -> None:
+    """A mistyped APP_ID: a clear error, no changelog made for it (a consumer naming the
+    topic would have the broker auto-create it, uncompacted), and for a rebuild neither store
+    emptied (a row and a key that no changelog has stay)."""
+    app_id = f"no-such-app-{uuid.uuid4().hex[:8]}"
+    key = f"event:draft:{event_row}"
+    rds.hset(key, mapping={"status": "DRAFT", "version": "1"})
+    rds.expire(key, 600)
+    done = subprocess.run([sys.executable, "-m", "eventpipe.cli", "projections", command],
+                          env=dict(process_env, APP_ID=app_id), capture_output=True, text=True,
+                          timeout=120, cwd=ROOT)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f"the changelog {app_id}-events-changelog does not exist" in done.stdout
+    assert "Traceback" not in done.stdout + done.stderr
+    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
+    assert f"{app_id}-events-changelog" not in admin.list_topics(timeout=30).topics
+    assert pg.execute("SELECT version FROM events WHERE event_id = %s",
+                      (event_row,)).fetchone() == (1,)
+    assert rds.hget(key, "status") == "DRAFT"
+    rds.delete(key)
 
 
 def test_the_apis_postgresql_read_path_shows_the_redis_document_children_in_order(
