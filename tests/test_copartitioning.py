@@ -1,16 +1,17 @@
-"""The worker refuses to start on topics that are not co-partitioned: an event's commands and
-its state must share a partition, or its state would be written where no command of it is
-read (the processor used to crash on its first delivery instead)."""
+"""The worker's start-up check of its topics: it refuses topics that are not co-partitioned
+(an event's commands and its state must share a partition, or its state would be written
+where no command of it is read; the processor used to crash on its first delivery instead)
+and a changelog that is not compacted, and it waits for topics the broker has just made."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Iterator
 
-import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from eventpipe.settings import Settings
@@ -19,30 +20,41 @@ from streams.topics import changelog_topic
 from tests.conftest import ROOT
 
 
-@pytest.fixture
-def app_id_with_a_narrow_changelog(process_env: dict[str, str],
-                                   settings: Settings) -> Iterator[str]:
-    app_id = f"copartition-{uuid.uuid4().hex[:8]}"
+@contextlib.contextmanager
+def _an_app_whose_changelog_is(settings: Settings, prefix: str, partitions: int,
+                               config: dict[str, str] | None = None) -> Iterator[str]:
+    """An app id whose changelog someone else made, as given."""
+    app_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
     topic = changelog_topic(app_id, EVENTS_TABLE)
     admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    narrower = max(1, settings.topic_partitions - 1)
-    assert narrower != settings.topic_partitions
-    for future in admin.create_topics([NewTopic(topic, narrower, 1)]).values():
+    for future in admin.create_topics([NewTopic(topic, partitions, 1,
+                                                config=config or {})]).values():
         future.result()
-    yield app_id
-    for future in admin.delete_topics([topic]).values():
-        future.result()
+    try:
+        yield app_id
+    finally:
+        for future in admin.delete_topics([topic]).values():
+            future.result()
+
+
+def _refused_start(process_env: dict[str, str], app_id: str) -> str:
+    """The worker's start for `app_id`, which must fail with a message, not a traceback."""
+    run = subprocess.run([sys.executable, "-m", "eventpipe.cli", "worker"],
+                         env={**process_env, "APP_ID": app_id}, cwd=ROOT,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    assert "Traceback" not in run.stderr
+    return run.stderr
 
 
 def test_a_changelog_with_another_partition_count_stops_the_worker_with_a_message(
-        process_env: dict[str, str], app_id_with_a_narrow_changelog: str) -> None:
-    env = {**process_env, "APP_ID": app_id_with_a_narrow_changelog}
-    run = subprocess.run([sys.executable, "-m", "eventpipe.cli", "worker"], env=env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode != 0
-    assert "must have one partition count" in run.stderr
-    assert f"{app_id_with_a_narrow_changelog}-events-changelog" in run.stderr
-    assert "Traceback" not in run.stderr
+        process_env: dict[str, str], settings: Settings) -> None:
+    narrower = max(1, settings.topic_partitions - 1)
+    assert narrower != settings.topic_partitions
+    with _an_app_whose_changelog_is(settings, "copartition", narrower) as app_id:
+        stderr = _refused_start(process_env, app_id)
+    assert "must have one partition count" in stderr
+    assert f"{app_id}-events-changelog" in stderr
 
 
 def test_topics_made_again_while_the_broker_deletes_others_are_waited_for(
@@ -75,29 +87,13 @@ def test_topics_made_again_while_the_broker_deletes_others_are_waited_for(
             time.sleep(0.2)
 
 
-@pytest.fixture
-def app_id_with_an_uncompacted_changelog(settings: Settings) -> Iterator[str]:
-    """The changelog as a client that named it would have had the broker auto-create it."""
-    app_id = f"uncompacted-{uuid.uuid4().hex[:8]}"
-    topic = changelog_topic(app_id, EVENTS_TABLE)
-    admin = AdminClient({"bootstrap.servers": settings.kafka_bootstrap_servers})
-    for future in admin.create_topics([NewTopic(topic, settings.topic_partitions, 1,
-                                                config={"cleanup.policy": "delete"})]).values():
-        future.result()
-    yield app_id
-    for future in admin.delete_topics([topic]).values():
-        future.result()
-
-
 def test_an_uncompacted_changelog_stops_the_worker_with_a_message(
-        process_env: dict[str, str], app_id_with_an_uncompacted_changelog: str) -> None:
-    """Its old states would be deleted by time, and a restart would restore a table without
-    the events not written for a week."""
-    env = {**process_env, "APP_ID": app_id_with_an_uncompacted_changelog}
-    run = subprocess.run([sys.executable, "-m", "eventpipe.cli", "worker"], env=env, cwd=ROOT,
-                         capture_output=True, text=True, timeout=120)
-    assert run.returncode != 0
-    assert f"{app_id_with_an_uncompacted_changelog}-events-changelog has" \
-           " cleanup.policy=delete" in run.stderr
-    assert "cleanup.policy=compact" in run.stderr  # how to put it right
-    assert "Traceback" not in run.stderr
+        process_env: dict[str, str], settings: Settings) -> None:
+    """As a client that named it would have had the broker auto-create it: its old states
+    would be deleted by time, and a restart would restore a table without the events not
+    written for a week."""
+    with _an_app_whose_changelog_is(settings, "uncompacted", settings.topic_partitions,
+                                    {"cleanup.policy": "delete"}) as app_id:
+        stderr = _refused_start(process_env, app_id)
+    assert f"{app_id}-events-changelog has cleanup.policy=delete" in stderr
+    assert "cleanup.policy=compact" in stderr  # how to put it right
