@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
+from collections.abc import Iterator
 from typing import Annotated
 
 import typer
@@ -30,6 +32,16 @@ PROCESSES = ("worker", "api", "ai-worker", "content-worker", "distribution-worke
 
 def _logging(level: str = "INFO") -> None:
     logging.basicConfig(level=level, format=LOG_FORMAT)
+
+
+@contextlib.contextmanager
+def _refused_on(*errors: type[Exception]) -> Iterator[None]:
+    """An error the user can put right: its message and exit 2, not a traceback."""
+    try:
+        yield
+    except errors as exc:
+        console.print(str(exc), markup=False)
+        raise typer.Exit(2) from None
 
 
 @schemas_app.command("register")
@@ -59,13 +71,10 @@ def schemas_check() -> None:
 @topics_app.command("create")
 def topics_create() -> None:
     """Create the pipeline's topics (idempotent)."""
-    from streams.admin import NotCompacted, NotCopartitioned, TopicsNotReady, ensure_topics
+    from streams.admin import TopicsUnfit, ensure_topics
 
-    try:
+    with _refused_on(TopicsUnfit):
         created = ensure_topics(get_settings())
-    except (NotCompacted, NotCopartitioned, TopicsNotReady) as exc:
-        console.print(str(exc), markup=False)
-        raise typer.Exit(2) from None
     console.print(f"created: {', '.join(created) or 'none (all exist)'}")
 
 
@@ -83,11 +92,8 @@ def projections_check() -> None:
     """Print every difference between the changelog and the stores; exit 1 if there is one."""
     from sinks.maintenance import NoChangelog, check
 
-    try:
+    with _refused_on(NoChangelog):
         differences = asyncio.run(check(get_settings()))
-    except NoChangelog as exc:
-        console.print(str(exc), markup=False)
-        raise typer.Exit(2) from None
     for line in differences:
         console.print(line, markup=False)
     console.print(f"{len(differences)} differences")
@@ -99,11 +105,8 @@ def projections_rebuild() -> None:
     """Empty both projections and write them again from the changelog."""
     from sinks.maintenance import NoChangelog, rebuild
 
-    try:
+    with _refused_on(NoChangelog):
         rebuilt = asyncio.run(rebuild(get_settings()))
-    except NoChangelog as exc:
-        console.print(str(exc), markup=False)
-        raise typer.Exit(2) from None
     console.print(f"rebuilt {rebuilt} events")
 
 

@@ -22,7 +22,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 from eventpipe.settings import Settings
 from streams.topics import ALL_TOPICS, COMMAND_TOPICS, changelog_topic
 
-__all__ = ["EVENTS_TABLE", "NotCompacted", "NotCopartitioned", "TopicsNotReady",
+__all__ = ["EVENTS_TABLE", "NotCompacted", "NotCopartitioned", "TopicsNotReady", "TopicsUnfit",
            "ensure_topics", "existing_partitions"]
 
 EVENTS_TABLE = "events"
@@ -66,8 +66,9 @@ def _check_compacted(admin: AdminClient, changelog: str) -> None:
 
 
 def existing_partitions(bootstrap_servers: str, topic: str) -> list[int] | None:
-    """The topic's partitions, or None if the broker has no such topic; read from every
-    topic's metadata, so that asking never creates it."""
+    """The topic's partitions, or None if the broker does not describe it (no such topic, or
+    one it is still making); read from every topic's metadata, so that asking never creates
+    it."""
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})
     described = admin.list_topics(timeout=30).topics.get(topic)
     if described is None or described.error is not None:
@@ -104,7 +105,11 @@ def _partition_counts(metadata: ClusterMetadata, names: list[str]) -> dict[str, 
     return {name: len(metadata.topics[name].partitions) for name in names}
 
 
-class NotCopartitioned(RuntimeError):
+class TopicsUnfit(RuntimeError):
+    """The topics are not fit to start on; the message says which and why."""
+
+
+class NotCopartitioned(TopicsUnfit):
     def __init__(self, counts: dict[str, int]) -> None:
         listed = ", ".join(f"{topic} {n}" for topic, n in sorted(counts.items()))
         super().__init__(f"the command topics and the changelog must have one partition count"
@@ -112,7 +117,7 @@ class NotCopartitioned(RuntimeError):
                          f" {listed}. Recreate them with TOPIC_PARTITIONS partitions.")
 
 
-class NotCompacted(RuntimeError):
+class NotCompacted(TopicsUnfit):
     def __init__(self, changelog: str, policy: str) -> None:
         super().__init__(f"the changelog {changelog} has cleanup.policy={policy}: the broker would"
                          " delete old states. Make it compacted (kafka-configs.sh --alter"
@@ -120,7 +125,7 @@ class NotCompacted(RuntimeError):
                          " cleanup.policy=compact) or delete it before the first start.")
 
 
-class TopicsNotReady(RuntimeError):
+class TopicsNotReady(TopicsUnfit):
     def __init__(self, waiting: dict[str, str]) -> None:
         listed = ", ".join(f"{topic} ({why})" for topic, why in sorted(waiting.items()))
         super().__init__(f"topics the broker did not describe within {READY_SECONDS:.0f} s:"

@@ -22,7 +22,7 @@ from eventpipe.settings import Settings
 from sinks.migrate import migrate
 from sinks.projector import Projector
 from sinks.projector_process import ProjectorProcess, project_until_stopped
-from streams.admin import NotCompacted, NotCopartitioned, TopicsNotReady, ensure_topics
+from streams.admin import TopicsUnfit, ensure_topics
 from streams.app import build_pipeline
 from streams.metrics import SinkStats
 from streams.topics import OUTCOME
@@ -37,7 +37,7 @@ def prepare(settings: Settings) -> None:
     """Everything the pipeline needs before it consumes: topics and database schema."""
     try:
         created = ensure_topics(settings)
-    except (NotCompacted, NotCopartitioned, TopicsNotReady) as exc:
+    except TopicsUnfit as exc:
         raise SystemExit(f"eventpipe: {exc}") from None
     if created:
         log.info("created topics: %s", ", ".join(created))
