@@ -212,9 +212,11 @@ def verify(settings: Settings, since_ms: int, *, events: Iterable[str] | None = 
     expected_facts: dict[tuple[Any, ...], tuple[str, dict[str, Any]]] = {}
     states: dict[str, dict[str, Any] | None] = {}
     first_outcome: dict[str, dict[str, Any]] = {}
+    changelog = _read_changelog(settings, since_ms, tracked)
     for event_id in sorted(tracked):
         state: dict[str, Any] | None = None
-        ids = [cid for cid in order.get(event_id, []) if cid in seen]
+        ids = _as_applied([cid for cid in order.get(event_id, []) if cid in seen],
+                          changelog.get(event_id))
         _check_topic_order(event_id, ids, seen, report)
         decisions: list[tuple[str, Decision]] = []
         for command_id in ids:
@@ -244,7 +246,6 @@ def verify(settings: Settings, since_ms: int, *, events: Iterable[str] | None = 
 
     _check_facts(settings, since_ms, codecs, tracked, expected_facts, report)
     _check_dead_letters(letters, dead, poison, report)
-    changelog = _read_changelog(settings, since_ms, tracked)
     for event_id, state in states.items():
         _check_changelog(event_id, state, changelog.get(event_id), report)
     asyncio.run(_check_postgres(settings, states, first_outcome, report))
@@ -296,6 +297,20 @@ def _read_commands(settings: Settings, since_ms: int, codecs: dict[str, AvroCode
             else:
                 report.counts["command copies"] += 1
     return seen, dead
+
+
+def _as_applied(ids: list[str], last_state: dict[str, Any] | None) -> list[str]:
+    """An event's commands in the order they were decided: their first outcomes' order,
+    except that those its last state remembers take the order they were applied in. After a
+    kill -9 the replay answers, as duplicates, commands whose first outcomes were lost, in
+    the order of its own fetches, which across two topics may differ from the first pass's."""
+    applied = {cid: i for i, cid in enumerate((last_state or {}).get("recentCommands", []))}
+    slots = [i for i, cid in enumerate(ids) if cid in applied]
+    in_order = list(ids)
+    for slot, command_id in zip(slots, sorted((ids[i] for i in slots), key=applied.__getitem__),
+                                strict=True):
+        in_order[slot] = command_id
+    return in_order
 
 
 def _read_outcomes(settings: Settings, since_ms: int, codecs: dict[str, AvroCodec],
