@@ -10,9 +10,9 @@ outcomes are not in the changelog: a rebuild keeps them as they are.
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
+import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from psycopg.rows import dict_row
 from redis.asyncio import Redis
@@ -28,6 +28,14 @@ from streams.topics import changelog_topic
 __all__ = ["NoChangelog", "check", "read_changelog", "rebuild"]
 
 _REBUILD_BATCH = 2000
+# Redis keys read or deleted per round trip (one script call, or one UNLINK of many keys).
+_REDIS_CHUNK = 1000
+# Each key's `version` field, false where the key is missing: one reply for many keys.
+_VERSIONS = """
+local found = {}
+for i, key in ipairs(KEYS) do found[i] = redis.call('HGET', key, 'version') end
+return found
+"""
 # A key this close to its expiry is not judged (a clock read on either side of it).
 _TTL_MARGIN_SECONDS = 60
 _PROJECTED_KEYS = ("event:draft:*", "event:session:*", "job:status:*", "ai:recommendation:*")
@@ -63,7 +71,7 @@ async def read_changelog(settings: Settings) -> tuple[dict[str, dict[str, Any]],
                 for record in records:
                     if record.value is None:
                         continue
-                    state = json.loads(record.value)
+                    state = orjson.loads(record.value)
                     event_id, version = state["eventId"], state["version"]
                     if version < last.get(event_id, version):
                         regressions.append(
@@ -103,27 +111,39 @@ async def check(settings: Settings) -> list[str]:
             jobs = {r["id"]: r for r in await cur.fetchall()}
     finally:
         await sink.stop()
-    redis = Redis.from_url(settings.redis_url, decode_responses=True)
-    now = now_ms()
-    try:
-        for event_id, state in states.items():
-            differences += _compare_postgres(event_id, state, rows.pop(event_id, None), jobs)
-            cached = await redis.hget(draft_key(event_id), "version")
-            projected = state["status"] in PROJECTED_STATUSES
-            if cached is None:
-                # Written with a TTL from its state's time: missing before that is lost (a
-                # Redis that dropped acknowledged writes); missing after it, expired.
-                age = now - int(state["updatedAt"])
-                if projected and age < (settings.ttl_draft_seconds - _TTL_MARGIN_SECONDS) * 1000:
-                    differences.append(f"redis {draft_key(event_id)}: missing within its TTL"
-                                       f" (changelog version {state['version']})")
-            elif not projected or int(cached) != state["version"]:
-                differences.append(f"redis {draft_key(event_id)}: version {cached}, "
-                                   f"changelog {state['version']} ({state['status']})")
-    finally:
-        await redis.aclose()
+    for event_id, state in states.items():
+        differences += _compare_postgres(event_id, state, rows.pop(event_id, None), jobs)
+    differences += await _compare_redis(settings, states)
     differences += [f"postgres events {event_id}: not in the changelog" for event_id in rows]
     return differences
+
+
+async def _compare_redis(settings: Settings, states: dict[str, dict[str, Any]]) -> list[str]:
+    found: list[str] = []
+    now = now_ms()
+    redis = Redis.from_url(settings.redis_url, decode_responses=True)
+    versions = redis.register_script(_VERSIONS)
+    try:
+        items = list(states.items())
+        for start in range(0, len(items), _REDIS_CHUNK):
+            chunk = items[start:start + _REDIS_CHUNK]
+            found_versions = await versions(keys=[draft_key(event_id) for event_id, _ in chunk])
+            for (event_id, state), cached in zip(chunk, found_versions, strict=True):
+                projected = state["status"] in PROJECTED_STATUSES
+                if cached is None:
+                    # Written with a TTL from its state's time: missing before that is lost
+                    # (a Redis that dropped acknowledged writes); missing after it, expired.
+                    age = now - int(state["updatedAt"])
+                    if projected and age < (settings.ttl_draft_seconds
+                                            - _TTL_MARGIN_SECONDS) * 1000:
+                        found.append(f"redis {draft_key(event_id)}: missing within its TTL"
+                                     f" (changelog version {state['version']})")
+                elif not projected or int(cached) != state["version"]:
+                    found.append(f"redis {draft_key(event_id)}: version {cached}, "
+                                 f"changelog {state['version']} ({state['status']})")
+    finally:
+        await redis.aclose()
+    return found
 
 
 def _compare_postgres(event_id: str, state: dict[str, Any], row: dict[str, Any] | None,
@@ -159,14 +179,17 @@ async def rebuild(settings: Settings) -> int:
         async with postgres.pool.connection() as conn:
             await conn.execute("TRUNCATE events, jobs CASCADE")
         for pattern in _PROJECTED_KEYS:
-            async for key in redis.client.scan_iter(match=pattern, count=1000):
-                await redis.client.delete(key)
+            keys = [key async for key in redis.client.scan_iter(match=pattern,
+                                                                 count=_REDIS_CHUNK)]
+            for start in range(0, len(keys), _REDIS_CHUNK):
+                await redis.client.unlink(*keys[start:start + _REDIS_CHUNK])
         for start in range(0, len(states), _REBUILD_BATCH):
             batch = Batch()
             for state in states[start:start + _REBUILD_BATCH]:
                 batch.add_state(state)
-            await postgres.write(batch.upserts, [], [])
-            await redis.write(batch.upserts, [], [])
+            # The two stores at once: PostgreSQL works in its own process meanwhile.
+            await asyncio.gather(postgres.write(batch.upserts, [], []),
+                                 redis.write(batch.upserts, [], []))
         # Jobs of discarded events stay, as they would have: project them too.
         discarded_jobs = [s for s in states if s["status"] not in PROJECTED_STATUSES]
         await postgres.write_jobs(discarded_jobs)
