@@ -22,6 +22,7 @@ from api.routers import (
     recommendations,
 )
 from api.services import Services
+from eventpipe.gc_freeze import freeze_startup_objects
 from eventpipe.settings import Settings, get_settings
 
 __all__ = ["create_app"]
@@ -33,6 +34,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = await Services.open(settings)
+        freeze_startup_objects("api")
         try:
             yield
         finally:

@@ -17,6 +17,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 
 from eventpipe import LOG_FORMAT
+from eventpipe.gc_freeze import freeze_startup_objects
 from eventpipe.settings import Settings
 from sinks.projector import Projector
 from streams.metrics import SinkStats
@@ -79,6 +80,7 @@ async def project_until_stopped(settings: Settings, stats: SinkStats | None = No
     if lifeline is not None:
         # A worker killed outright (kill -9) cannot stop its child: the child stops itself.
         loop.add_reader(lifeline.fileno(), _orphaned, lifeline.fileno(), projector)
+    freeze_startup_objects("projector")
     await projector.run()
 
 

@@ -17,6 +17,7 @@ from faust.types import TP
 from faust.web import Request, Response, View
 from prometheus_client import generate_latest
 
+from eventpipe.gc_freeze import freeze_startup_objects
 from eventpipe.settings import Settings
 from streams.admin import EVENTS_TABLE
 from streams.codec import AvroCodec, register_codecs
@@ -98,6 +99,7 @@ def build_pipeline(settings: Settings) -> Pipeline:
     @app.task
     async def start_processor() -> None:
         await processor.start()
+        freeze_startup_objects("worker")
 
     @app.on_partitions_revoked.connect
     async def finish_batch(app: faust.App, revoked: set[TP], **_: object) -> None:
