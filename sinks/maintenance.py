@@ -10,7 +10,8 @@ outcomes are not in the changelog: a rebuild keeps them as they are.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, TypeVar
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -26,6 +27,8 @@ from streams.envelope import now_ms
 from streams.topics import changelog_topic
 
 __all__ = ["NoChangelog", "check", "read_changelog", "rebuild"]
+
+T = TypeVar("T")
 
 _REBUILD_BATCH = 2000
 # Redis keys read or deleted per round trip (one script call, or one UNLINK of many keys).
@@ -124,9 +127,7 @@ async def _compare_redis(settings: Settings, states: dict[str, dict[str, Any]]) 
     redis = Redis.from_url(settings.redis_url, decode_responses=True)
     versions = redis.register_script(_VERSIONS)
     try:
-        items = list(states.items())
-        for start in range(0, len(items), _REDIS_CHUNK):
-            chunk = items[start:start + _REDIS_CHUNK]
+        for chunk in _chunks(list(states.items()), _REDIS_CHUNK):
             found_versions = await versions(keys=[draft_key(event_id) for event_id, _ in chunk])
             for (event_id, state), cached in zip(chunk, found_versions, strict=True):
                 projected = state["status"] in PROJECTED_STATUSES
@@ -144,6 +145,11 @@ async def _compare_redis(settings: Settings, states: dict[str, dict[str, Any]]) 
     finally:
         await redis.aclose()
     return found
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
 
 
 def _compare_postgres(event_id: str, state: dict[str, Any], row: dict[str, Any] | None,
@@ -181,11 +187,11 @@ async def rebuild(settings: Settings) -> int:
         for pattern in _PROJECTED_KEYS:
             keys = [key async for key in redis.client.scan_iter(match=pattern,
                                                                  count=_REDIS_CHUNK)]
-            for start in range(0, len(keys), _REDIS_CHUNK):
-                await redis.client.unlink(*keys[start:start + _REDIS_CHUNK])
-        for start in range(0, len(states), _REBUILD_BATCH):
+            for chunk in _chunks(keys, _REDIS_CHUNK):
+                await redis.client.unlink(*chunk)
+        for chunk in _chunks(states, _REBUILD_BATCH):
             batch = Batch()
-            for state in states[start:start + _REBUILD_BATCH]:
+            for state in chunk:
                 batch.add_state(state)
             # The two stores at once: PostgreSQL works in its own process meanwhile.
             await asyncio.gather(postgres.write(batch.upserts, [], []),

@@ -16,7 +16,13 @@ with its defaults.
 from __future__ import annotations
 
 from confluent_kafka import KafkaError, KafkaException
-from confluent_kafka.admin import AdminClient, ClusterMetadata, ConfigResource, NewTopic
+from confluent_kafka.admin import (
+    AdminClient,
+    ClusterMetadata,
+    ConfigResource,
+    NewTopic,
+    TopicMetadata,
+)
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from eventpipe.settings import Settings
@@ -71,9 +77,18 @@ def existing_partitions(bootstrap_servers: str, topic: str) -> list[int] | None:
     it."""
     admin = AdminClient({"bootstrap.servers": bootstrap_servers})
     described = admin.list_topics(timeout=30).topics.get(topic)
-    if described is None or described.error is not None:
+    if described is None or _not_described(described) is not None:
         return None
     return sorted(described.partitions)
+
+
+def _not_described(topic: TopicMetadata | None) -> str | None:
+    """Why the broker does not describe the topic yet, or None once it does."""
+    if topic is None:
+        return "not listed yet"
+    if topic.error or not topic.partitions:
+        return str(topic.error or "no partitions yet")
+    return None
 
 
 def _create_missing(admin: AdminClient, wanted: list[NewTopic]) -> list[str]:
@@ -93,13 +108,8 @@ def _create_missing(admin: AdminClient, wanted: list[NewTopic]) -> list[str]:
 
 def _partition_counts(metadata: ClusterMetadata, names: list[str]) -> dict[str, int]:
     """Each topic's partition count, once the broker describes every one of them."""
-    waiting = {}
-    for name in names:
-        topic = metadata.topics.get(name)
-        if topic is None:
-            waiting[name] = "not listed yet"
-        elif topic.error or not topic.partitions:
-            waiting[name] = str(topic.error or "no partitions yet")
+    waiting = {name: why for name in names
+               if (why := _not_described(metadata.topics.get(name))) is not None}
     if waiting:
         raise TopicsNotReady(waiting)
     return {name: len(metadata.topics[name].partitions) for name in names}
