@@ -56,9 +56,6 @@ class Settings(BaseSettings):
     worker_projector: Literal["process", "task", "off"] = "process"
     sink_batch_size: int = 5000  # records at most in one batch (one transaction)
     sink_batch_seconds: float = 0.05  # how long an idle poll waits for the first record
-    # Under load a batch gathers for a while, so an event's successive states fold into one
-    # write: for four times as long as the last write took, at most this (sinks/projector.py).
-    sink_max_linger_seconds: float = 1.0
     sink_commit_seconds: float = 1.0  # written offsets are committed at most this often
 
     # Redis key TTLs: drafts, job status, outcomes.

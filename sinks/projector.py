@@ -1,12 +1,15 @@
 """The projector: the `events` changelog and the outcomes topic into PostgreSQL and Redis.
 
 The changelog table is the source of truth; both stores are projections of it. Per batch
-(marked in `project_once`): 1. poll, lingering while more comes; 2. fold to the newest state
-per event and every outcome; 3. write PostgreSQL in one statement; 4. write Redis in one
-pipeline, then announce the outcomes; 5. commit (at most every `sink_commit_seconds`).
+(marked in `project_once`): 1. poll; 2. fold to the newest state per event and every
+outcome; 3. write PostgreSQL in one statement; 4. write Redis in one pipeline, then announce
+the outcomes; 5. commit (at most every `sink_commit_seconds`). A pipeline: while Redis
+writes batch n, PostgreSQL writes batch n + 1 and batch n + 2 is polled and folded, so the
+projector and the two stores work at once; each store takes the batches one at a time, in
+order, and a batch's Redis write (its announcement) follows its PostgreSQL write.
 
-Behind by a backlog, a batch gathers for `LINGER_PER_WRITE` times the last write (at most
-`sink_max_linger_seconds`), so an event's states fold into one write; near the end of its
+Behind by a backlog, a batch gathers while PostgreSQL writes the one before, so batches
+grow with the stores' latency and an event's states fold into one write; near the end of its
 partitions it is written at once, with the outcomes of its states, which it waits for once,
 so a lone command's state and outcome go in one write. A store that is down is retried until
 it is back, never skipped; version guards make a replay leave the stores as they were
@@ -42,8 +45,8 @@ from streams.topics import OUTCOME, changelog_topic
 __all__ = ["Projector"]
 
 log = logging.getLogger(__name__)
-LINGER_PER_WRITE = 4.0  # a batch gathers for this many times the last write's duration
-BACKLOG_RECORDS = 50  # this many records behind the batch, and it gathers for the linger
+BACKLOG_RECORDS = 50  # this many records behind the batch: it gathers while the last writes
+STOP_WRITE_SECONDS = 5.0  # a stop waits this long for the write in flight (a store may be down)
 # A store that is down or restarting: wait and write again, never skip.
 _STORE_ERRORS: tuple[type[BaseException], ...] = (
     OSError, ConnectionError, asyncio.TimeoutError, psycopg.OperationalError,
@@ -74,7 +77,11 @@ class Projector:
         self.stats = stats or metrics.SinkStats()
         self._written: dict[TopicPartition, int] = {}  # written, not yet committed
         self._committed_at = time.monotonic()
-        self.linger = 0.0  # seconds the next batch gathers after its first record
+        # The writes in flight: the last batch's PostgreSQL and Redis writes, and the
+        # Redis write of the batch before it.
+        self._postgres_writing: asyncio.Task[None] | None = None
+        self._redis_writing: asyncio.Task[None] | None = None
+        self._redis_earlier: asyncio.Task[None] | None = None
         self._stopping = False
         self._running: asyncio.Task[None] | None = None
 
@@ -113,6 +120,7 @@ class Projector:
             while not self._stopping:
                 await self.project_once()
         finally:
+            await self._finish_writing()
             await self.stop()
 
     def stop_soon(self) -> None:
@@ -124,43 +132,74 @@ class Projector:
             self._running.cancel()
 
     async def project_once(self) -> int:
-        """One pass of the commit protocol; returns the number of records consumed."""
+        """One pass of the commit protocol: the next batch polled and folded while the ones
+        before are written, then its own writes started; returns the records consumed."""
         # 1. poll, 2. fold (as the records come)
         polled = await self.consumer.getmany(
             timeout_ms=int(self.settings.sink_batch_seconds * 1000),
             max_records=self.settings.sink_batch_size,
         )
         if not polled:
+            await self._written_before()
             await self._commit()  # idle: whatever is written gets committed
             return 0
         batch = Batch()
         count = self._fold_all(batch, polled)
         count += await self._gather(batch, count)
-        started = time.monotonic()
+        # One batch at a time in each store, two in flight at most (a store that is down
+        # holds the projector, not an ever longer queue): this one's PostgreSQL write
+        # follows the last one's and the Redis write of the one before it.
+        for writing in (self._postgres_writing, self._redis_earlier):
+            if writing is not None:
+                await writing
+        postgres = asyncio.create_task(self._write_postgres(batch))
+        self._postgres_writing, self._redis_earlier = postgres, self._redis_writing
+        self._redis_writing = asyncio.create_task(
+            self._write_redis(batch, postgres, self._redis_writing))
+        return count
+
+    async def _write_postgres(self, batch: Batch) -> None:
         # 3. PostgreSQL, one statement (one transaction)
         await self._retry("postgres", self.postgres.write,
                           batch.upserts, [s["eventId"] for s in batch.deletes], batch.outcomes)
-        # 4. Redis, one pipeline (outcomes announced last, after the states they describe)
+
+    async def _write_redis(self, batch: Batch, postgres: asyncio.Task[None],
+                           redis_before: asyncio.Task[None] | None) -> None:
+        await postgres
+        if redis_before is not None:
+            await redis_before
+        # 4. Redis, one pipeline (outcomes announced last, after the states they describe,
+        # which both stores now hold)
         await self._retry("redis", self.redis.write, batch.upserts, batch.deletes, batch.outcomes)
-        self.linger = min(self.settings.sink_max_linger_seconds,
-                          LINGER_PER_WRITE * (time.monotonic() - started))
         # 5. commit: written batches' offsets, at most every `sink_commit_seconds` (a commit
         # is a broker round trip; what a crash then replays, the version guards absorb).
         self._written.update(batch.offsets)
         if time.monotonic() - self._committed_at >= self.settings.sink_commit_seconds:
             await self._commit()
-        return count
+
+    async def _written_before(self) -> None:
+        """Wait for the batches in flight (the last Redis write waits for all before it);
+        a failure other than a store being down (that is retried) ends the projector here."""
+        writing = self._redis_writing
+        self._postgres_writing = self._redis_writing = self._redis_earlier = None
+        if writing is not None:
+            await writing
+
+    async def _finish_writing(self) -> None:
+        """At a stop: the batches in flight get a few seconds, then are dropped uncommitted
+        (a store may be down), and the next projector writes them again."""
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(self._written_before(), STOP_WRITE_SECONDS)
 
     async def _gather(self, batch: Batch, count: int) -> int:
         """Fold into `batch` what more comes, up to a full batch; returns how many records
-        came. Behind by a backlog, it gathers for the linger (an event's states fold into
-        one write); near the end of its partitions it writes at once, after one short wait
-        for the outcomes of its states if some are missing (the worker sends a state's
-        outcome right after the state: a lone command's state and outcome then go in one
-        write, the one its caller waits for). Nothing more for `sink_batch_seconds` ends
-        it too."""
+        came. Behind by a backlog, it gathers while PostgreSQL writes the batch before (an event's
+        states fold into one write, and the larger the stores' latency the larger the
+        batch); near the end of its partitions it writes at once, after one short wait for
+        the outcomes of its states if some are missing (the worker sends a state's outcome
+        right after the state: a lone command's state and outcome then go in one write, the
+        one its caller waits for). Nothing more for `sink_batch_seconds` ends it too."""
         size = self.settings.sink_batch_size
-        started = time.monotonic()
         came = 0
         waited_for_outcomes = False
         while count + came < size:
@@ -168,14 +207,11 @@ class Projector:
                 if not batch.awaited or waited_for_outcomes:
                     break
                 waited_for_outcomes = True
-                wait = self.settings.sink_batch_seconds
-            else:
-                left = started + self.linger - time.monotonic()
-                if left <= 0:
-                    break
-                wait = min(left, self.settings.sink_batch_seconds)
-            more = await self.consumer.getmany(timeout_ms=max(1, int(wait * 1000)),
-                                               max_records=size - count - came)
+            elif self._postgres_writing is None or self._postgres_writing.done():
+                break
+            more = await self.consumer.getmany(
+                timeout_ms=max(1, int(self.settings.sink_batch_seconds * 1000)),
+                max_records=size - count - came)
             if not more:
                 break
             came += self._fold_all(batch, more)
