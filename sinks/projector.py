@@ -4,16 +4,14 @@ The changelog table is the source of truth; both stores are projections of it. P
 (marked in `project_once`): 1. poll; 2. fold to the newest state per event and every
 outcome; 3. write PostgreSQL in one statement; 4. write Redis in one pipeline, then announce
 the outcomes; 5. commit (at most every `sink_commit_seconds`). A pipeline: while Redis
-writes batch n, PostgreSQL writes batch n + 1 and batch n + 2 is polled and folded, so the
-projector and the two stores work at once; each store takes the batches one at a time, in
-order, and a batch's Redis write (its announcement) follows its PostgreSQL write.
+writes batch n, PostgreSQL writes batch n + 1 and batch n + 2 is folded; each store takes
+batches one at a time, in order, and a batch's Redis write follows its PostgreSQL write.
 
-Behind by a backlog, a batch gathers while PostgreSQL writes the one before, so batches
-grow with the stores' latency and an event's states fold into one write; near the end of its
-partitions it is written at once, with the outcomes of its states, which it waits for once,
-so a lone command's state and outcome go in one write. A store that is down is retried until
-it is back, never skipped; version guards make a replay leave the stores as they were
-(docs/decisions/0008).
+Behind by a backlog, a batch gathers while PostgreSQL writes the one before (an event's
+states fold into one write); near the end of its partitions it is written at once, with the
+outcomes of its states, which it waits for once (a lone command's state and outcome go in
+one write). A store that is down is retried until it is back, never skipped; version guards
+make a replay leave the stores as they were (docs/decisions/0008).
 """
 
 from __future__ import annotations
